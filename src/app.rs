@@ -1,0 +1,212 @@
+//! The services of one node, shared by every task through `Arc<App>`: config,
+//! stores, the hub, limits, metrics, and the node's lifecycle flags (started,
+//! draining, shutdown signal). Nothing here is global, so several nodes can
+//! live in one test process.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use smol::channel::{Receiver, Sender};
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::limits::ConnLimits;
+use crate::metrics::Metrics;
+use crate::store::sqlite::Db;
+use crate::store::state::State;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub struct App {
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    pub db: Db,
+    pub state: State,
+    pub hub: Hub,
+    pub limits: Arc<ConnLimits>,
+    pub started: Instant,
+    startup_done: AtomicBool,
+    draining: AtomicBool,
+    /// Never sent on; closed once at shutdown so every waiter wakes.
+    shutdown_tx: Sender<()>,
+    shutdown_rx: Receiver<()>,
+    inflight: Arc<AtomicUsize>,
+    /// First failing store check, refreshed by the health loop.
+    store_fault: Mutex<Option<(&'static str, String)>>,
+}
+
+/// Counts a request in progress for the graceful-shutdown wait.
+pub struct InflightGuard(Arc<AtomicUsize>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl App {
+    pub fn new(config: Config, metrics: Arc<Metrics>, db: Db, state: State, hub: Hub) -> Self {
+        let l = &config.limits;
+        let limits = ConnLimits::new(crate::limits::LimitSettings {
+            max_connections: l.max_connections,
+            max_per_ip: l.max_connections_per_ip,
+            rate_per_ip: l.connection_rate_per_ip,
+            burst_per_ip: l.connection_burst_per_ip,
+        });
+        let (shutdown_tx, shutdown_rx) = smol::channel::bounded(1);
+        App {
+            config,
+            metrics,
+            db,
+            state,
+            hub,
+            limits,
+            started: Instant::now(),
+            startup_done: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            shutdown_tx,
+            shutdown_rx,
+            inflight: Arc::new(AtomicUsize::new(0)),
+            store_fault: Mutex::new(None),
+        }
+    }
+
+    pub fn shutdown_signal(&self) -> Receiver<()> {
+        self.shutdown_rx.clone()
+    }
+
+    pub(crate) fn close_connections(&self) {
+        self.shutdown_tx.close();
+    }
+
+    pub fn inflight_guard(&self) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        InflightGuard(Arc::clone(&self.inflight))
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::SeqCst)
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.startup_done.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn mark_started(&self) {
+        self.startup_done.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_store_fault(&self, fault: Option<(&'static str, String)>) {
+        *self.store_fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// `Ok` when this node should receive traffic; else the failed check.
+    pub fn readiness(&self) -> Result<(), (&'static str, String)> {
+        if !self.is_started() {
+            return Err(("startup", "still starting".into()));
+        }
+        if self.is_draining() {
+            return Err(("draining", "node is shutting down".into()));
+        }
+        match &*self.store_fault.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(fault) => Err(fault.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// The URL a streamer pastes into OBS. Uses `server.public_url` when set,
+    /// else the Host the request came in on, else the listen address.
+    pub fn overlay_url(&self, token: &str, host: Option<&str>) -> String {
+        let base = match (&self.config.server.public_url, host) {
+            (Some(public), _) => public.trim_end_matches('/').to_string(),
+            (None, Some(host)) => format!("http://{host}"),
+            (None, None) => format!("http://{}", self.config.server.listen),
+        };
+        format!("{base}/overlay/{token}")
+    }
+}
+
+/// Why a streamer-facing action failed.
+#[derive(Debug)]
+pub enum ActionError {
+    UnknownChannel,
+    Invalid(crate::channel::FieldError),
+    Store(crate::store::StoreError),
+}
+
+impl std::fmt::Display for ActionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActionError::UnknownChannel => write!(f, "unknown channel"),
+            ActionError::Invalid(e) => write!(f, "{e}"),
+            ActionError::Store(e) => write!(f, "store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ActionError {}
+
+impl App {
+    fn streamer_id(&self, login: &str) -> Result<i64, ActionError> {
+        self.hub
+            .streamers()
+            .into_iter()
+            .find(|s| s.login == login)
+            .map(|s| s.id)
+            .ok_or(ActionError::UnknownChannel)
+    }
+
+    /// Validates, stores a new config version, and pushes it to every overlay.
+    pub async fn save_config(
+        &self,
+        login: &str,
+        mut config: crate::channel::OverlayConfig,
+        actor: &str,
+    ) -> Result<i64, ActionError> {
+        config.normalize();
+        config.validate().map_err(ActionError::Invalid)?;
+        let id = self.streamer_id(login)?;
+        let version = self
+            .db
+            .save_config(id, &config, None)
+            .await
+            .map_err(ActionError::Store)?;
+        self.hub.update_config(login, config, version, now_ms());
+        log::info!("config of {login} saved by {actor} (version {version})");
+        Ok(version)
+    }
+
+    /// Clears the vote log and pushes the centered bar at once.
+    pub async fn reset(&self, login: &str, actor: &str) -> Result<(), ActionError> {
+        let id = self.streamer_id(login)?;
+        self.hub.reset(login, now_ms());
+        self.db
+            .audit(actor, "reset", Some(id), "")
+            .await
+            .map_err(ActionError::Store)?;
+        log::info!("votes of {login} reset by {actor}");
+        Ok(())
+    }
+
+    /// A new overlay token; the old URL's live overlays are closed with 4404.
+    pub async fn rotate_token(&self, login: &str, actor: &str) -> Result<String, ActionError> {
+        let id = self.streamer_id(login)?;
+        let token = self.db.rotate_token(id).await.map_err(ActionError::Store)?;
+        self.hub.rotate_token(login, token.clone());
+        log::info!("overlay URL of {login} rotated by {actor}");
+        Ok(token)
+    }
+}

@@ -1,0 +1,25 @@
+//! Chat sources. Every source turns what it receives into a [`ChatMessage`]
+//! and hands it to the one entry point, [`crate::hub::Hub::chat`]. This issue
+//! ships the synthetic `demo` source; IRC and EventSub plug in the same way.
+
+pub mod demo;
+
+pub use crate::metrics::ChatSource;
+
+/// One chat line, as every source delivers it.
+#[derive(Debug, Clone)]
+pub struct ChatMessage {
+    pub source: ChatSource,
+    /// Broadcaster login (lower-case), the key of the channel.
+    pub channel: String,
+    /// Stable chatter id (Twitch user id, or a synthetic one for the demo).
+    pub chatter_id: String,
+    pub text: String,
+    /// Source message id when the source has one (for de-duplication later).
+    pub message_id: Option<String>,
+    /// When the source says the message was sent (Unix ms), if it says.
+    pub sent_ms: Option<u64>,
+}
+
+/// Longest chat text we look at; Twitch caps messages at 500 characters.
+pub const MAX_TEXT_BYTES: usize = 2048;

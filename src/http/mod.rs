@@ -1,0 +1,177 @@
+//! HTTP/1.1 spoken directly: one task per connection reads a head (≤ 8 KiB,
+//! complete within `limits.http_head_timeout`), routes it, writes the answer,
+//! and loops while keep-alive holds. A WebSocket upgrade hands the socket to
+//! [`crate::ws`]. Errors get a JSON body and a counted reason, never a panic.
+
+pub mod request;
+pub mod response;
+pub mod routes;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smol::Timer;
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::TcpStream;
+
+use crate::app::App;
+use crate::metrics::BadRequest;
+use request::{BodyLength, HeadError, Request, parse_head};
+use response::{ApiError, Response};
+
+/// Reading a declared body may take at most this long.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A response write that takes longer than this ends the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a route decided.
+pub enum Action {
+    Respond(Response),
+    /// Switch to the overlay WebSocket (the 101 is written by the caller).
+    Upgrade(routes::Upgrade),
+}
+
+enum HeadOutcome {
+    Head(Request, usize),
+    Closed,
+    Error(ApiError, BadRequest),
+}
+
+/// Serves one accepted TCP connection until it closes or the node shuts down.
+pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
+    let mut buf: Vec<u8> = Vec::new();
+    let shutdown = app.shutdown_signal();
+    loop {
+        let read = read_head(&app, &mut stream, &mut buf, peer.ip());
+        let outcome = read
+            .or(async {
+                let _ = shutdown.recv().await;
+                HeadOutcome::Closed
+            })
+            .await;
+        let (mut req, head_len) = match outcome {
+            HeadOutcome::Head(req, len) => (req, len),
+            HeadOutcome::Closed => return,
+            HeadOutcome::Error(err, reason) => {
+                app.metrics.http_bad_requests.inc(reason);
+                let _ = write_response(&mut stream, &err.response(), false, false).await;
+                return;
+            }
+        };
+        let _inflight = app.inflight_guard();
+        let started = Instant::now();
+        req.client_ip = routes::client_ip(&app.config.server.trusted_proxies, peer.ip(), &req);
+        buf.drain(..head_len);
+        let (route, action) = routes::route(&app, &req);
+        let head_only = req.method == request::Method::Head;
+        let mut keep_alive = req.keep_alive() && !app.is_draining();
+        let resp = match action {
+            Action::Upgrade(up) => {
+                app.metrics
+                    .observe_http(req.method.as_str(), route.name, 101, started.elapsed().as_secs_f64());
+                routes::finish_upgrade(app, stream, std::mem::take(&mut buf), up).await;
+                return;
+            }
+            Action::Respond(resp) => resp,
+        };
+        let resp = if resp.status >= 400 {
+            // Refused before reading a body: if one follows, the stream can't be resynced.
+            if request::body_length(&req) != request::BodyLength::None {
+                keep_alive = false;
+            }
+            resp
+        } else {
+            // A body is only read for routes that take one; others must not send one.
+            match check_body(&mut stream, &mut buf, &req, route.body_limit).await {
+                Ok(_body) => resp,
+                Err((err, reason)) => {
+                    app.metrics.http_bad_requests.inc(reason);
+                    keep_alive = false;
+                    err.response()
+                }
+            }
+        };
+        let status = resp.status;
+        let ok = write_response(&mut stream, &resp, keep_alive, head_only).await;
+        app.metrics
+            .observe_http(req.method.as_str(), route.name, status, started.elapsed().as_secs_f64());
+        log::debug!("{} {} {} {}", req.client_ip, req.method.as_str(), req.path, status);
+        if !ok || !keep_alive {
+            return;
+        }
+    }
+}
+
+async fn read_head(app: &App, stream: &mut TcpStream, buf: &mut Vec<u8>, peer: IpAddr) -> HeadOutcome {
+    let deadline = Instant::now() + app.config.limits.http_head_timeout;
+    let mut chunk = [0u8; 2048];
+    loop {
+        if !buf.is_empty() {
+            match parse_head(buf, peer) {
+                Ok((req, len)) => return HeadOutcome::Head(req, len),
+                Err(HeadError::Incomplete) => {}
+                Err(HeadError::TooLarge) => return HeadOutcome::Error(ApiError::HeadTooLarge, BadRequest::HeadTooLarge),
+                Err(HeadError::Malformed(_)) => return HeadOutcome::Error(ApiError::Malformed, BadRequest::Malformed),
+            }
+        }
+        let read = async { stream.read(&mut chunk).await.ok() };
+        let timed = read.or(async {
+            Timer::at(deadline).await;
+            None
+        });
+        match timed.await {
+            Some(0) | None if buf.is_empty() => return HeadOutcome::Closed,
+            Some(0) => return HeadOutcome::Closed,
+            None => {
+                // Slowloris: a head that never completes. Close without a word.
+                app.metrics.http_bad_requests.inc(BadRequest::HeadTimeout);
+                return HeadOutcome::Closed;
+            }
+            Some(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Reads (and returns) the body when the route allows one; refuses chunked
+/// bodies and bodies over the route's limit.
+async fn check_body(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    req: &Request,
+    limit: usize,
+) -> Result<Vec<u8>, (ApiError, BadRequest)> {
+    let len = match request::body_length(req) {
+        BodyLength::None => return Ok(Vec::new()),
+        BodyLength::Chunked => return Err((ApiError::LengthRequired, BadRequest::UnsupportedEncoding)),
+        BodyLength::Invalid => return Err((ApiError::Malformed, BadRequest::Malformed)),
+        BodyLength::Exactly(n) if n > limit => return Err((ApiError::BodyTooLarge, BadRequest::BodyTooLarge)),
+        BodyLength::Exactly(n) => n,
+    };
+    let deadline = Instant::now() + BODY_TIMEOUT;
+    let mut chunk = [0u8; 4096];
+    while buf.len() < len {
+        let read = async { stream.read(&mut chunk).await.ok() }.or(async {
+            Timer::at(deadline).await;
+            None
+        });
+        match read.await {
+            Some(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return Err((ApiError::Malformed, BadRequest::Malformed)),
+        }
+    }
+    Ok(buf.drain(..len).collect())
+}
+
+pub async fn write_response(stream: &mut TcpStream, resp: &Response, keep_alive: bool, head_only: bool) -> bool {
+    let mut out = Vec::with_capacity(512 + resp.body.len());
+    resp.write_to(&mut out, keep_alive, head_only);
+    let write = async { stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok() };
+    write
+        .or(async {
+            Timer::after(WRITE_TIMEOUT).await;
+            false
+        })
+        .await
+}

@@ -1,0 +1,281 @@
+//! The route table (one readable match) and the handlers behind it.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use smol::net::TcpStream;
+
+use super::Action;
+use super::request::{Method, Request, percent_decode};
+use super::response::{ApiError, Framing, Response, html_escape};
+use crate::app::App;
+use crate::config::IpNet;
+use crate::hub::{CLOSE_TOKEN_INVALID, SubscribeError, Subscription};
+use crate::limits::Permit;
+use crate::metrics::{RejectReason, WsConnectResult};
+
+const OVERLAY_HTML: &str = include_str!("../../assets/overlay.html");
+const LANDING_HTML: &str = include_str!("../../assets/landing.html");
+
+/// A matched route: its template (the metrics label) and body limit.
+#[derive(Clone, Copy)]
+pub struct Route {
+    pub name: &'static str,
+    pub body_limit: usize,
+}
+
+const fn route_named(name: &'static str) -> Route {
+    Route { name, body_limit: 0 }
+}
+
+/// Everything needed to finish an overlay upgrade after the 101.
+pub struct Upgrade {
+    accept_key: String,
+    grant: Grant,
+}
+
+enum Grant {
+    Overlay(Subscription, Permit),
+    /// Unknown or rotated token: upgrade, then close 4404 so the page stops retrying.
+    Invalid,
+}
+
+pub fn route(app: &Arc<App>, req: &Request) -> (Route, Action) {
+    let path = req.path.as_str();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let get = matches!(req.method, Method::Get | Method::Head);
+    let (route, action) = match segments.as_slice() {
+        [""] => (route_named("/"), get.then(|| landing(app, req))),
+        ["overlay", token] => (route_named("/overlay/{token}"), get.then(|| overlay_page(app, token))),
+        ["ws", "overlay", token] => (
+            route_named("/ws/overlay/{token}"),
+            (req.method == Method::Get).then(|| overlay_socket(app, req, token)),
+        ),
+        ["health", "live"] => (route_named("/health/live"), get.then(|| Action::Respond(live(app)))),
+        ["health", "ready"] => (route_named("/health/ready"), get.then(|| Action::Respond(ready(app)))),
+        ["health", "startup"] => (route_named("/health/startup"), get.then(|| Action::Respond(startup(app)))),
+        ["metrics"] => (route_named("/metrics"), get.then(|| Action::Respond(metrics(app)))),
+        ["version"] => (route_named("/version"), get.then(|| Action::Respond(version()))),
+        _ => return (route_named("unmatched"), Action::Respond(ApiError::NotFound.response())),
+    };
+    let allow = if route.name == "/ws/overlay/{token}" { "GET" } else { "GET, HEAD" };
+    let action = action.unwrap_or_else(|| Action::Respond(ApiError::MethodNotAllowed(allow).response()));
+    (route, action)
+}
+
+fn json_status(status: u16, body: String) -> Response {
+    Response::json(status, body).header("cache-control", "no-store")
+}
+
+fn live(app: &App) -> Response {
+    let uptime = app.started.elapsed().as_secs_f64();
+    json_status(200, format!("{{\"status\":\"ok\",\"uptime\":{uptime:.3}}}"))
+}
+
+fn ready(app: &App) -> Response {
+    match app.readiness() {
+        Ok(()) => json_status(200, "{\"status\":\"ready\"}".into()),
+        Err((check, error)) => json_status(
+            503,
+            format!("{{\"status\":\"unhealthy\",\"failed_check\":\"{check}\",\"error\":\"{error}\"}}"),
+        ),
+    }
+}
+
+fn startup(app: &App) -> Response {
+    if app.is_started() {
+        json_status(200, "{\"status\":\"ready\"}".into())
+    } else {
+        json_status(
+            503,
+            "{\"status\":\"unhealthy\",\"failed_check\":\"startup\",\"error\":\"still starting\"}".into(),
+        )
+    }
+}
+
+fn metrics(app: &App) -> Response {
+    Response::new(200, crate::metrics::CONTENT_TYPE, app.metrics.render().into_bytes())
+        .header("cache-control", "no-store")
+}
+
+fn version() -> Response {
+    let b = crate::BUILD;
+    json_status(
+        200,
+        format!(
+            "{{\"version\":\"{}\",\"commit\":\"{}\",\"rustc\":\"{}\"}}",
+            b.version, b.commit, b.rustc
+        ),
+    )
+}
+
+fn overlay_page(app: &App, token: &str) -> Action {
+    // An unknown token still gets the page (with 404): in OBS the streamer then
+    // sees "overlay URL no longer valid" instead of raw JSON on stream.
+    let status = if app.hub.token_exists(token) { 200 } else { 404 };
+    let mut resp = Response::html(OVERLAY_HTML.as_bytes())
+        .framing(Framing::Overlay)
+        .header("cache-control", "no-store");
+    resp.status = status;
+    Action::Respond(resp)
+}
+
+/// Home page. Overlay links are secrets, so they are listed only to clients on
+/// loopback or a private network (the streamer's own LAN), never to the internet.
+fn landing(app: &App, req: &Request) -> Action {
+    let mut items = String::new();
+    if is_local(req.client_ip) {
+        for s in app.hub.streamers() {
+            let url = app.overlay_url(&s.overlay_token, req.header("host"));
+            let _ = write!(
+                items,
+                "<li><strong>{}</strong> — <a href=\"{url}\">{url}</a></li>",
+                html_escape(&s.display_name),
+                url = html_escape(&url)
+            );
+        }
+    } else {
+        items.push_str("<li>Overlay links are shown only on the streamer's own network.</li>");
+    }
+    let body = LANDING_HTML.replace("<!--CHANNELS-->", &items);
+    Action::Respond(Response::html(body.into_bytes()).header("cache-control", "no-store"))
+}
+
+fn is_local(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client's address: the socket peer, unless that peer is a trusted proxy;
+/// then the right-most `X-Forwarded-For` entry that is not itself trusted.
+pub fn client_ip(trusted: &[IpNet], peer: IpAddr, req: &Request) -> IpAddr {
+    let peer = canonical(peer);
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return peer;
+    }
+    let Some(xff) = req.header("x-forwarded-for") else {
+        return peer;
+    };
+    for part in xff.rsplit(',') {
+        let Ok(ip) = part.trim().parse::<IpAddr>() else {
+            return peer;
+        };
+        let ip = canonical(ip);
+        if !trusted.iter().any(|n| n.contains(&ip)) {
+            return ip;
+        }
+    }
+    peer
+}
+
+fn origin_allowed(app: &App, req: &Request) -> bool {
+    let Some(origin) = req.header("origin").filter(|o| !o.is_empty()) else {
+        return true;
+    };
+    if origin.starts_with("obs://") {
+        return true;
+    }
+    let host_origin = origin.split_once("://").map(|(_, h)| h);
+    // Same origin: the page we served opening its own socket.
+    if let (Some(h), Some(host)) = (host_origin, req.header("host")) {
+        if h.eq_ignore_ascii_case(host) {
+            return true;
+        }
+    }
+    if let Some(public) = &app.config.server.public_url {
+        if public.trim_end_matches('/').eq_ignore_ascii_case(origin) {
+            return true;
+        }
+    }
+    if app.config.server.dev {
+        if let Some(h) = host_origin {
+            let name = h.rsplit_once(':').map_or(h, |(n, _)| n);
+            return matches!(name, "localhost" | "127.0.0.1" | "[::1]");
+        }
+    }
+    false
+}
+
+fn overlay_socket(app: &Arc<App>, req: &Request, token: &str) -> Action {
+    let reject = |err: ApiError, reason: RejectReason| {
+        app.metrics.ws_rejected.inc(reason);
+        Action::Respond(err.response())
+    };
+    if !req.is_websocket_upgrade() {
+        let resp = ApiError::BadWebSocket("expected a WebSocket upgrade").response();
+        app.metrics.ws_rejected.inc(RejectReason::BadRequest);
+        return Action::Respond(resp);
+    }
+    if req.header("sec-websocket-version") != Some("13") {
+        app.metrics.ws_rejected.inc(RejectReason::BadRequest);
+        let resp = ApiError::BadWebSocket("unsupported WebSocket version").response();
+        return Action::Respond(resp.header("sec-websocket-version", "13"));
+    }
+    let Some(key) = req.header("sec-websocket-key").filter(|k| k.len() == 24) else {
+        return reject(ApiError::BadWebSocket("missing Sec-WebSocket-Key"), RejectReason::BadRequest);
+    };
+    if !origin_allowed(app, req) {
+        return reject(ApiError::OriginForbidden, RejectReason::Origin);
+    }
+    if app.is_draining() {
+        return Action::Respond(ApiError::Draining.response());
+    }
+    let permit = match app.limits.acquire(req.client_ip, Instant::now()) {
+        Ok(p) => p,
+        Err(reason) => {
+            let err = match reason {
+                RejectReason::GlobalLimit => ApiError::AtCapacity,
+                RejectReason::IpLimit => ApiError::TooManyPerIp,
+                _ => ApiError::RateLimited,
+            };
+            return reject(err, reason);
+        }
+    };
+    let accept_key = derive_accept_key(key.as_bytes());
+    let token = percent_decode(token).unwrap_or_default();
+    let grant = match app.hub.subscribe(&token, crate::app::now_ms()) {
+        Ok(sub) => Grant::Overlay(sub, permit),
+        Err(SubscribeError::UnknownToken) => Grant::Invalid,
+        Err(SubscribeError::BroadcasterFull) => {
+            return reject(ApiError::TooManyPerBroadcaster, RejectReason::BroadcasterLimit);
+        }
+    };
+    Action::Upgrade(Upgrade { accept_key, grant })
+}
+
+/// Writes the 101 and runs the socket (or closes it at once for a bad token).
+pub async fn finish_upgrade(app: Arc<App>, mut stream: TcpStream, leftover: Vec<u8>, up: Upgrade) {
+    use smol::io::AsyncWriteExt;
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
+        up.accept_key
+    );
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        if let Grant::Overlay(sub, _) = &up.grant {
+            app.hub.unsubscribe(&sub.login, sub.id);
+        }
+        return;
+    }
+    match up.grant {
+        Grant::Overlay(sub, permit) => {
+            app.metrics.ws_connections.inc(WsConnectResult::Accepted);
+            crate::ws::serve_overlay(app, stream, leftover, sub, permit).await;
+        }
+        Grant::Invalid => {
+            app.metrics.ws_connections.inc(WsConnectResult::UnknownToken);
+            crate::ws::close_invalid(app, stream, CLOSE_TOKEN_INVALID).await;
+        }
+    }
+}

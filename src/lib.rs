@@ -1,0 +1,101 @@
+//! ChatPulse: a Twitch chat vote bar for OBS, as one self-contained binary.
+//!
+//! Chat arrives from a source, is matched against the streamer's triggers,
+//! counted in a per-broadcaster vote log, and pushed to every overlay page
+//! connected over WebSocket. Durable data lives in SQLite, runtime state in
+//! redb; nothing else is needed to run.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`cli`] | command line → a command to run; signal handling |
+//! | [`config`] | TOML file + `CHATPULSE_*` env → validated [`config::Config`] |
+//! | [`logger`] | the `log` backend (text or JSON lines on stderr) |
+//! | [`server`] | a node's lifecycle: startup story, loops, graceful shutdown |
+//! | [`app`] | the services of one node, shared by `Arc<App>` |
+//! | [`http`] | HTTP/1.1: head parsing (pure), responses, the route table |
+//! | [`ws`] | one overlay WebSocket: outbox writer, pings, close codes |
+//! | [`hub`] | broadcasters, their overlays and fan-out; the chat entry point [`hub::Hub::chat`] |
+//! | [`sentiment`] | votes: trigger match, vote-log CRDT, window and decay views, debounce, token bucket (pure) |
+//! | [`channel`] | a streamer's overlay settings and their validation |
+//! | [`limits`] | WebSocket admission: per-IP rate, global and per-IP caps |
+//! | [`chat`] | chat sources (the `demo` source today), all feeding [`hub::Hub::chat`] |
+//! | [`store`] | `sqlite` (streamers, configs, audit) and `state` (redb: vote logs, node id) |
+//! | [`metrics`] | counters, histograms and the Prometheus text writer |
+//!
+//! Assets (`assets/overlay.html`, `assets/landing.html`) are embedded with `include_str!`.
+
+pub mod app;
+pub mod channel;
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod limits;
+pub mod logger;
+pub mod metrics;
+pub mod sentiment;
+pub mod server;
+pub mod store;
+pub mod ws;
+
+pub use chat::ChatMessage;
+pub use server::{Mode, Server};
+
+/// Version facts baked in at build time (`/version`, `build_info`).
+pub const BUILD: metrics::BuildInfo = metrics::BuildInfo {
+    version: env!("CARGO_PKG_VERSION"),
+    commit: match option_env!("CHATPULSE_GIT_COMMIT") {
+        Some(c) => c,
+        None => "unknown",
+    },
+    rustc: match option_env!("CHATPULSE_RUSTC") {
+        Some(c) => c,
+        None => "unknown",
+    },
+};
+
+/// Anything that stops a node from starting or running.
+#[derive(Debug)]
+pub enum Error {
+    Config(config::ConfigError),
+    Store(store::StoreError),
+    Io(String, std::io::Error),
+    Usage(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "{e}"),
+            Error::Store(e) => write!(f, "store: {e}"),
+            Error::Io(what, e) => write!(f, "{what}: {e}"),
+            Error::Usage(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::Store(e) => Some(e),
+            Error::Io(_, e) => Some(e),
+            Error::Usage(_) => None,
+        }
+    }
+}
+
+impl From<config::ConfigError> for Error {
+    fn from(e: config::ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+
+impl From<store::StoreError> for Error {
+    fn from(e: store::StoreError) -> Self {
+        Error::Store(e)
+    }
+}

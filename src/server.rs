@@ -1,0 +1,299 @@
+//! A node's lifecycle. [`Server::start`] reads as the startup story (stores,
+//! channels, listener, loops); [`Server::shutdown`] begins the reverse:
+//! readiness 503 at once → `shutdown.drain_delay` → stop accepting → overlays
+//! get 1001 → in-flight requests finish within `shutdown.timeout` → vote logs
+//! flushed → done. Tests start it on `127.0.0.1:0` in-process.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use smol::channel::{Receiver, Sender};
+use smol::{Async, Executor, Timer};
+
+use crate::app::{App, now_ms};
+use crate::config::Config;
+use crate::hub::{Hub, HubSettings};
+use crate::metrics::Metrics;
+use crate::sentiment::VoteLog;
+use crate::store::sqlite::Db;
+use crate::store::state::State;
+use crate::{BUILD, Error};
+
+/// Coalescing and 1 s refresh granularity of the hub (20 updates/s max).
+const TICK_EVERY: Duration = Duration::from_millis(50);
+/// Vote logs reach redb at least this often (the "flushed every second").
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Store health is re-checked this often for `/health/ready`.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// Poll interval while waiting for in-flight work at shutdown.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// What the node runs besides serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Serve,
+    /// Serve plus synthetic chat (no Twitch needed).
+    Demo,
+}
+
+/// Triggers a node's graceful shutdown from anywhere.
+pub struct Stopper {
+    app: Arc<App>,
+    tx: Sender<()>,
+}
+
+impl Stopper {
+    /// Readiness turns 503 before this returns; the rest follows in the node.
+    pub fn stop(&self) {
+        self.app.start_draining();
+        self.tx.close();
+    }
+}
+
+pub struct Server {
+    app: Arc<App>,
+    addr: SocketAddr,
+    stop_tx: Sender<()>,
+    done_rx: Receiver<Result<(), Error>>,
+    threads: Vec<JoinHandle<Option<()>>>,
+}
+
+impl Server {
+    pub fn start(config: Config, mode: Mode) -> Result<Server, Error> {
+        log::info!("chatpulse {} starting (commit {})", BUILD.version, BUILD.commit);
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::Io(format!("creating data dir {}", config.data_dir.display()), e))?;
+        let metrics = Arc::new(Metrics::new(BUILD));
+        let (db, state) = smol::block_on(async {
+            let db = Db::open(&config.data_dir.join("chatpulse.db")).await?;
+            let state = State::open(&config.data_dir.join("state.redb")).await?;
+            Ok::<_, Error>((db, state))
+        })?;
+        log::info!("stores open in {} (node {:016x})", config.data_dir.display(), state.node_id());
+        let hub = Hub::new(state.node_id(), hub_settings(&config), Arc::clone(&metrics));
+        let listener = TcpListener::bind(config.server.listen)
+            .map_err(|e| Error::Io(format!("binding {}", config.server.listen), e))?;
+        let addr = listener.local_addr().map_err(|e| Error::Io("local_addr".into(), e))?;
+        let listener = Async::new(listener).map_err(|e| Error::Io("listener".into(), e))?;
+        let app = Arc::new(App::new(config, metrics, db, state, hub));
+        smol::block_on(load_channels(&app))?;
+        log::info!("listening on http://{addr}");
+        for s in app.hub.streamers() {
+            log::info!("overlay for {}: {}", s.login, app.overlay_url(&s.overlay_token, Some(&host_for(addr))));
+        }
+
+        let ex = Arc::new(Executor::new());
+        let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+        let (done_tx, done_rx) = smol::channel::bounded(1);
+        let (exit_tx, exit_rx) = smol::channel::bounded::<()>(1);
+        let threads = (0..worker_threads())
+            .map(|i| {
+                let ex = Arc::clone(&ex);
+                let exit_rx = exit_rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("chatpulse-{i}"))
+                    .spawn(move || smol::block_on(ex.run(async { exit_rx.recv().await.ok() })))
+                    .map_err(|e| Error::Io("spawning worker".into(), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let run = run(Arc::clone(&ex), Arc::clone(&app), listener, stop_rx, mode);
+        ex.spawn(async move {
+            let result = run.await;
+            let _ = done_tx.send(result).await;
+            exit_tx.close();
+        })
+        .detach();
+        app.mark_started();
+        log::info!("ready");
+        Ok(Server {
+            app,
+            addr,
+            stop_tx,
+            done_rx,
+            threads,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Begins graceful shutdown; returns at once. Idempotent.
+    pub fn shutdown(&self) {
+        self.stopper().stop();
+    }
+
+    /// A handle that can trigger shutdown from another thread (signal handler).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            app: Arc::clone(&self.app),
+            tx: self.stop_tx.clone(),
+        }
+    }
+
+    /// Waits until the node has stopped (after [`Server::shutdown`]).
+    pub async fn stopped(&self) -> Result<(), Error> {
+        self.done_rx.recv().await.unwrap_or(Ok(()))
+    }
+
+    /// Blocks until the node has stopped and its threads have ended.
+    pub fn wait(self) -> Result<(), Error> {
+        let result = smol::block_on(self.stopped());
+        for t in self.threads {
+            let _ = t.join();
+        }
+        result
+    }
+}
+
+fn host_for(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
+}
+
+fn hub_settings(config: &Config) -> HubSettings {
+    HubSettings {
+        debounce_ms: config.votes.debounce.as_millis() as u64,
+        bucket_capacity: config.votes.bucket_capacity as f64,
+        bucket_refill_per_minute: config.votes.bucket_refill_per_minute as f64,
+        max_per_broadcaster: config.limits.max_overlays_per_broadcaster as usize,
+        outbox: config.limits.outbox_messages as usize,
+    }
+}
+
+/// Seeds home-mode channels from the config file, then loads every streamer
+/// with the vote log it had before the restart.
+async fn load_channels(app: &App) -> Result<(), Error> {
+    for seed in &app.config.channels {
+        app.db.upsert_seed(&seed.login, &seed.config).await?;
+    }
+    let mut logs: std::collections::HashMap<String, Vec<u8>> =
+        app.state.load_vote_logs().await?.into_iter().collect();
+    let now = now_ms();
+    for (streamer, config) in app.db.streamers().await? {
+        let log = logs.remove(&streamer.login).and_then(|bytes| match VoteLog::decode(&bytes) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                log::warn!("vote log of {} unreadable ({e}); starting it empty", streamer.login);
+                None
+            }
+        });
+        app.hub.add_channel(streamer, config, log, now);
+    }
+    Ok(())
+}
+
+async fn run(
+    ex: Arc<Executor<'static>>,
+    app: Arc<App>,
+    listener: Async<TcpListener>,
+    stop: Receiver<()>,
+    mode: Mode,
+) -> Result<(), Error> {
+    let accept = ex.spawn(accept_loop(Arc::clone(&ex), Arc::clone(&app), listener));
+    let tick = ex.spawn(tick_loop(Arc::clone(&app)));
+    let flush = ex.spawn(flush_loop(Arc::clone(&app)));
+    let health = ex.spawn(health_loop(Arc::clone(&app)));
+    let demo = (mode == Mode::Demo).then(|| ex.spawn(crate::chat::demo::demo_loop(Arc::clone(&app))));
+
+    let _ = stop.recv().await;
+    log::info!("shutdown: readiness now 503");
+    app.start_draining();
+    let cfg = &app.config.shutdown;
+    if !cfg.drain_delay.is_zero() {
+        log::info!("shutdown: waiting drain_delay {:?} for load balancers", cfg.drain_delay);
+        Timer::after(cfg.drain_delay).await;
+    }
+    accept.cancel().await;
+    if let Some(demo) = demo {
+        demo.cancel().await;
+    }
+    log::info!("shutdown: listener closed; closing overlays with 1001");
+    app.close_connections();
+    let deadline = Instant::now() + cfg.timeout;
+    while (app.inflight() > 0 || app.metrics.ws_connections_current.get() > 0) && Instant::now() < deadline {
+        Timer::after(DRAIN_POLL).await;
+    }
+    if app.inflight() > 0 {
+        log::warn!("shutdown: {} requests still in flight after {:?}", app.inflight(), cfg.timeout);
+    }
+    tick.cancel().await;
+    health.cancel().await;
+    flush.cancel().await;
+    flush_once(&app).await;
+    log::info!("shutdown: stores flushed; bye");
+    Ok(())
+}
+
+async fn accept_loop(ex: Arc<Executor<'static>>, app: Arc<App>, listener: Async<TcpListener>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.get_ref().set_nodelay(true);
+                let stream = smol::net::TcpStream::from(stream);
+                ex.spawn(crate::http::serve_connection(Arc::clone(&app), stream, peer))
+                    .detach();
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                log::warn!("accept failed: {e}");
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn tick_loop(app: Arc<App>) {
+    loop {
+        app.hub.tick(now_ms());
+        Timer::after(TICK_EVERY).await;
+    }
+}
+
+async fn flush_loop(app: Arc<App>) {
+    loop {
+        Timer::after(FLUSH_EVERY).await;
+        flush_once(&app).await;
+    }
+}
+
+async fn flush_once(app: &App) {
+    let logs = app.hub.take_dirty_logs();
+    if logs.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let logins: Vec<String> = logs.iter().map(|(l, _)| l.clone()).collect();
+    let result = app.state.save_vote_logs(logs).await;
+    app.metrics.observe_store_flush(result.is_ok(), started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) => app.set_store_fault(None),
+        Err(e) => {
+            log::error!("flushing vote logs failed: {e}");
+            app.hub.mark_dirty(&logins);
+            app.set_store_fault(Some(("state", e.to_string())));
+        }
+    }
+}
+
+async fn health_loop(app: Arc<App>) {
+    loop {
+        let sqlite = app.db.ping().await.map_err(|e| ("sqlite", e.to_string()));
+        let state = app.state.ping().await.map_err(|e| ("state", e.to_string()));
+        app.set_store_fault(sqlite.and(state).err());
+        Timer::after(HEALTH_EVERY).await;
+    }
+}

@@ -1,0 +1,208 @@
+//! Storage: two embedded stores with distinct jobs.
+//!
+//! - [`sqlite`] holds durable relational data that people created and expect to keep:
+//!   streamers and their overlay tokens, overlay configs with every saved version, and the
+//!   audit log. It is the source of truth; back it up. Schema changes are numbered
+//!   migrations, and a database from a newer binary is refused.
+//! - [`state`] (redb) holds runtime state that should survive a restart but can be rebuilt:
+//!   vote logs, this node's id, later the mesh peers it learned. An unreadable file is moved
+//!   aside and the node starts empty rather than refusing to run.
+//!
+//! Both libraries block, so no call runs on an async thread: SQLite lives on one dedicated
+//! thread fed by a bounded channel, redb calls go through `smol::unblock`.
+
+pub mod sqlite;
+pub mod state;
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Everything that can go wrong in either store.
+#[derive(Debug)]
+pub enum StoreError {
+    Sqlite(rusqlite::Error),
+    /// redb's error, as text: its error types are many and none is needed by callers.
+    Redb(String),
+    Io(std::io::Error),
+    /// The store was closed (shutdown) or its thread is gone.
+    Closed,
+    /// Stored bytes that cannot be decoded.
+    Corrupt(String),
+    /// The SQLite file was written by a newer ChatPulse; opening it could lose data.
+    SchemaTooNew {
+        found: i64,
+        supported: i64,
+    },
+    /// `save_config` was based on an older version than the one stored.
+    Conflict {
+        current: i64,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Sqlite(e) => write!(f, "sqlite: {e}"),
+            StoreError::Redb(e) => write!(f, "redb: {e}"),
+            StoreError::Io(e) => write!(f, "store i/o: {e}"),
+            StoreError::Closed => f.write_str("the store is closed"),
+            StoreError::Corrupt(what) => write!(f, "corrupt stored data: {what}"),
+            StoreError::SchemaTooNew { found, supported } => write!(
+                f,
+                "the database has schema version {found} but this binary knows up to \
+                 {supported}; run a newer ChatPulse or restore a backup"
+            ),
+            StoreError::Conflict { current } => {
+                write!(
+                    f,
+                    "the config was changed meanwhile (now version {current})"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Sqlite(e) => Some(e),
+            StoreError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Redb(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+/// A fresh secret overlay token: 128 random bits, URL-safe base64 without padding
+/// (22 chars), so it can sit in an OBS browser-source URL as is.
+///
+/// # Panics
+/// If the OS random source fails; the stores use [`try_overlay_token`] instead.
+pub fn new_overlay_token() -> String {
+    try_overlay_token().expect("the OS random source failed")
+}
+
+fn try_overlay_token() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(random_failed)?;
+    Ok(base64_url(&bytes))
+}
+
+fn random_failed(e: getrandom::Error) -> StoreError {
+    StoreError::Io(std::io::Error::other(format!(
+        "the OS random source failed: {e}"
+    )))
+}
+
+/// RFC 4648 §5 (URL- and filename-safe alphabet), no padding.
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        // 1 input byte gives 2 output chars, 2 give 3, 3 give 4.
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Wall-clock unix milliseconds, the unit of every stored timestamp.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+#[cfg(test)]
+struct TempDir(std::path::PathBuf);
+
+#[cfg(test)]
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("chatpulse-{tag}-{}-{}-{n}", std::process::id(), now_ms());
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `smol::block_on` under an overall deadline, so a hung store fails the test.
+#[cfg(test)]
+fn block_on_deadline<T>(fut: impl Future<Output = T>) -> T {
+    use smol::future::FutureExt;
+    smol::block_on(fut.or(async {
+        smol::Timer::after(std::time::Duration::from_secs(30)).await;
+        panic!("test did not finish within 30 s")
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_url_matches_rfc4648_vectors() {
+        let vectors = [
+            ("", ""),
+            ("f", "Zg"),
+            ("fo", "Zm8"),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg"),
+            ("fooba", "Zm9vYmE"),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (input, expected) in vectors {
+            assert_eq!(base64_url(input.as_bytes()), expected, "input {input:?}");
+        }
+        // The two characters that differ from standard base64 ('+' and '/').
+        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(base64_url(&[0xff; 3]), "____");
+    }
+
+    #[test]
+    fn overlay_tokens_are_22_url_safe_chars_and_differ() {
+        let a = new_overlay_token();
+        let b = new_overlay_token();
+        assert_eq!(a.len(), 22);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_ne!(a, b);
+    }
+}
