@@ -291,10 +291,17 @@ struct Key {
     set: fn(&mut Config, Raw) -> Result<(), String>,
 }
 
-/// `key!("section.key", field.path, parse)`: a [`Key`] that stores `parse(value)?`.
+/// `key!(section.field, parse, extra)`: the [`Key`] named `"section.field"` that stores
+/// `parse(value, extra)?` in `config.section.field`.
 macro_rules! key {
-    ($name:literal, $($field:ident).+, $parse:expr) => {
-        Key { name: $name, set: |c, v| { c.$($field).+ = $parse(v)?; Ok(()) } }
+    ($first:ident $(. $rest:ident)*, $parse:expr $(, $extra:expr)?) => {
+        Key {
+            name: concat!(stringify!($first) $(, ".", stringify!($rest))*),
+            set: |c, v| {
+                c.$first $(.$rest)* = $parse(v $(, $extra)?)?;
+                Ok(())
+            },
+        }
     };
 }
 
@@ -305,26 +312,26 @@ const fn ms(ms: u64) -> Duration {
 
 /// In the order of `config.example.toml` (top-level keys come first in TOML).
 const KEYS: &[Key] = &[
-    key!("data_dir", data_dir, directory),
-    key!("server.listen", server.listen, socket_addr),
-    key!("server.public_url", server.public_url, public_url),
-    key!("server.trusted_proxies", server.trusted_proxies, ip_nets),
-    key!("server.dev", server.dev, boolean),
-    key!("log.level", log.level, level),
-    key!("log.format", log.format, log_format),
-    key!("limits.max_connections", limits.max_connections, |v| integer(v, 1..=MAX_COUNT)),
-    key!("limits.max_connections_per_ip", limits.max_connections_per_ip, |v| integer(v, 1..=MAX_COUNT)),
-    key!("limits.connection_rate_per_ip", limits.connection_rate_per_ip, |v| number(v, 0.1..=1e6)),
-    key!("limits.connection_burst_per_ip", limits.connection_burst_per_ip, |v| integer(v, 1..=MAX_COUNT)),
-    key!("limits.max_overlays_per_broadcaster", limits.max_overlays_per_broadcaster, |v| integer(v, 1..=100_000)),
-    key!("limits.outbox_messages", limits.outbox_messages, |v| integer(v, 1..=4096)),
-    key!("limits.ws_max_message_bytes", limits.ws_max_message_bytes, |v| integer(v, 256..=1_048_576)),
-    key!("limits.http_head_timeout", limits.http_head_timeout, |v| duration(v, ms(100)..=ms(300_000))),
-    key!("votes.debounce", votes.debounce, |v| duration(v, ms(0)..=ms(60_000))),
-    key!("votes.bucket_capacity", votes.bucket_capacity, |v| integer(v, 1..=MAX_COUNT)),
-    key!("votes.bucket_refill_per_minute", votes.bucket_refill_per_minute, |v| integer(v, 1..=MAX_COUNT)),
-    key!("shutdown.drain_delay", shutdown.drain_delay, |v| duration(v, ms(0)..=ms(300_000))),
-    key!("shutdown.timeout", shutdown.timeout, |v| duration(v, ms(100)..=ms(600_000))),
+    key!(data_dir, directory),
+    key!(server.listen, socket_addr),
+    key!(server.public_url, public_url),
+    key!(server.trusted_proxies, ip_nets),
+    key!(server.dev, boolean),
+    key!(log.level, level),
+    key!(log.format, log_format),
+    key!(limits.max_connections, integer, 1..=MAX_COUNT),
+    key!(limits.max_connections_per_ip, integer, 1..=MAX_COUNT),
+    key!(limits.connection_rate_per_ip, number, 0.1..=1e6),
+    key!(limits.connection_burst_per_ip, integer, 1..=MAX_COUNT),
+    key!(limits.max_overlays_per_broadcaster, integer, 1..=100_000),
+    key!(limits.outbox_messages, integer, 1..=4096),
+    key!(limits.ws_max_message_bytes, integer, 256..=1_048_576),
+    key!(limits.http_head_timeout, duration, ms(100)..=ms(300_000)),
+    key!(votes.debounce, duration, ms(0)..=ms(60_000)),
+    key!(votes.bucket_capacity, integer, 1..=MAX_COUNT),
+    key!(votes.bucket_refill_per_minute, integer, 1..=MAX_COUNT),
+    key!(shutdown.drain_delay, duration, ms(0)..=ms(300_000)),
+    key!(shutdown.timeout, duration, ms(100)..=ms(600_000)),
 ];
 
 /// Short names kept for the most common settings, beside `CHATPULSE_SERVER_*`.
@@ -391,7 +398,9 @@ fn public_url(v: Raw) -> Result<Option<String>, String> {
 fn ip_nets(v: Raw) -> Result<Vec<IpNet>, String> {
     let list = strings(v)?;
     let bad = |s| format!("IP addresses or networks like 10.0.0.0/8 or ::1 ({s:?} is neither)");
-    list.iter().map(|s| IpNet::parse(s).ok_or_else(|| bad(s))).collect()
+    list.iter()
+        .map(|s| IpNet::parse(s).ok_or_else(|| bad(s)))
+        .collect()
 }
 
 fn level(v: Raw) -> Result<LevelFilter, String> {
@@ -1596,9 +1605,11 @@ mod tests {
     fn example_file_is_the_defaults_plus_one_channel() {
         let text = include_str!("../config.example.toml");
         let c = from_toml_str(text).unwrap();
-        let mut overlay = OverlayConfig::default();
-        overlay.for_triggers = vec!["yes".into(), "y".into(), "1".into()];
-        overlay.against_triggers = vec!["no".into(), "n".into(), "2".into()];
+        let overlay = OverlayConfig {
+            for_triggers: vec!["yes".into(), "y".into(), "1".into()],
+            against_triggers: vec!["no".into(), "n".into(), "2".into()],
+            ..OverlayConfig::default()
+        };
         let seed = ChannelSeed {
             login: "your_channel".into(),
             config: overlay,

@@ -123,7 +123,7 @@ impl Hub {
             Channel {
                 streamer,
                 config,
-                log: log.unwrap_or_else(VoteLog::new),
+                log: log.unwrap_or_default(),
                 bucket: TokenBucket::new(s.bucket_capacity, s.bucket_refill_per_minute, now_ms),
                 subs: Vec::new(),
                 seq: 0,

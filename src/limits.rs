@@ -62,7 +62,7 @@ impl ConnLimits {
         let s = self.settings;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.attempts = inner.attempts.wrapping_add(1);
-        if inner.attempts % SWEEP_EVERY == 0 {
+        if inner.attempts.is_multiple_of(SWEEP_EVERY) {
             inner.ips.retain(|_, e| {
                 e.open > 0 || e.last.is_some_and(|l| now.duration_since(l).as_secs_f64() < IDLE_FORGET_SECS)
             });

@@ -189,22 +189,19 @@ fn origin_allowed(app: &App, req: &Request) -> bool {
     }
     let host_origin = origin.split_once("://").map(|(_, h)| h);
     // Same origin: the page we served opening its own socket.
-    if let (Some(h), Some(host)) = (host_origin, req.header("host")) {
-        if h.eq_ignore_ascii_case(host) {
+    if let (Some(h), Some(host)) = (host_origin, req.header("host"))
+        && h.eq_ignore_ascii_case(host) {
             return true;
         }
-    }
-    if let Some(public) = &app.config.server.public_url {
-        if public.trim_end_matches('/').eq_ignore_ascii_case(origin) {
+    if let Some(public) = &app.config.server.public_url
+        && public.trim_end_matches('/').eq_ignore_ascii_case(origin) {
             return true;
         }
-    }
-    if app.config.server.dev {
-        if let Some(h) = host_origin {
+    if app.config.server.dev
+        && let Some(h) = host_origin {
             let name = h.rsplit_once(':').map_or(h, |(n, _)| n);
             return matches!(name, "localhost" | "127.0.0.1" | "[::1]");
         }
-    }
     false
 }
 
