@@ -152,8 +152,9 @@ impl OverlayConfig {
         self.against_label = self.against_label.trim().to_string();
     }
 
-    /// Checks every rule, first failure wins. Values are judged trimmed, so
-    /// `validate` gives the same answer before and after [`normalize`](Self::normalize).
+    /// Checks every rule, first failure wins. Values are judged trimmed; call
+    /// [`normalize`](Self::normalize) first so repeats within a side do not count
+    /// against [`MAX_TRIGGERS`].
     pub fn validate(&self) -> Result<(), FieldError> {
         check_triggers("for", "for_triggers", &self.for_triggers)?;
         check_triggers("against", "against_triggers", &self.against_triggers)?;

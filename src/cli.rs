@@ -37,7 +37,9 @@ pub enum Command {
 }
 
 /// Parses arguments (without the program name).
-pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(Command, Overrides), Error> {
+pub fn parse(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<(Command, Overrides), Error> {
     use lexopt::prelude::*;
     let usage = |e: lexopt::Error| Error::Usage(format!("{e}\n\n{HELP}"));
     let mut parser = lexopt::Parser::from_args(args);
@@ -46,7 +48,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(Comm
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
             Long("config") => o.config_path = Some(PathBuf::from(parser.value().map_err(usage)?)),
-            Long("listen") => o.listen = Some(parser.value().map_err(usage)?.string().map_err(usage)?),
+            Long("listen") => {
+                o.listen = Some(parser.value().map_err(usage)?.string().map_err(usage)?)
+            }
             Long("data-dir") => o.data_dir = Some(PathBuf::from(parser.value().map_err(usage)?)),
             Short('V') | Long("version") => command = Some(Command::Version),
             Short('h') | Long("help") => command = Some(Command::Help),
@@ -55,7 +59,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(Comm
                     "serve" => Command::Serve,
                     "demo" => Command::Demo,
                     "check-config" => Command::CheckConfig,
-                    other => return Err(Error::Usage(format!("unknown command '{other}'\n\n{HELP}"))),
+                    other => {
+                        return Err(Error::Usage(format!("unknown command '{other}'\n\n{HELP}")));
+                    }
                 });
             }
             other => return Err(usage(other.unexpected())),
@@ -74,9 +80,17 @@ pub fn run(command: Command, mut config: Config) -> Result<(), Error> {
     match command {
         Command::Version => println!("chatpulse {} ({})", BUILD.version, BUILD.commit),
         Command::Help => print!("{HELP}"),
-        Command::CheckConfig => println!("config OK: {} channel(s), listen {}", config.channels.len(), config.server.listen),
+        Command::CheckConfig => println!(
+            "config OK: {} channel(s), listen {}",
+            config.channels.len(),
+            config.server.listen
+        ),
         Command::Serve | Command::Demo => {
-            let mode = if command == Command::Demo { Mode::Demo } else { Mode::Serve };
+            let mode = if command == Command::Demo {
+                Mode::Demo
+            } else {
+                Mode::Serve
+            };
             if mode == Mode::Demo && config.channels.is_empty() {
                 config.channels.push(config::ChannelSeed {
                     login: "demo".into(),
@@ -86,8 +100,15 @@ pub fn run(command: Command, mut config: Config) -> Result<(), Error> {
             let server = Server::start(config, mode)?;
             let addr = server.local_addr();
             for s in server.app().hub.streamers() {
-                let host = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
-                println!("{}", server.app().overlay_url(&s.overlay_token, Some(&host)));
+                let host = if addr.ip().is_unspecified() {
+                    format!("127.0.0.1:{}", addr.port())
+                } else {
+                    addr.to_string()
+                };
+                println!(
+                    "{}",
+                    server.app().overlay_url(&s.overlay_token, Some(&host))
+                );
             }
             watch_signals(&server)?;
             server.wait()?;
@@ -100,14 +121,17 @@ pub fn run(command: Command, mut config: Config) -> Result<(), Error> {
 fn watch_signals(server: &Server) -> Result<(), Error> {
     use async_signal::{Signal, Signals};
     use futures_util::StreamExt;
-    let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(|e| Error::Io("installing signal handlers".into(), e))?;
+    let mut signals = Signals::new([Signal::Term, Signal::Int])
+        .map_err(|e| Error::Io("installing signal handlers".into(), e))?;
     let stop = server.stopper();
     std::thread::Builder::new()
         .name("chatpulse-signals".into())
         .spawn(move || {
             smol::block_on(async {
                 if let Some(Ok(sig)) = signals.next().await {
-                    log::info!("received {sig:?}: shutting down gracefully (again to exit at once)");
+                    log::info!(
+                        "received {sig:?}: shutting down gracefully (again to exit at once)"
+                    );
                     stop.stop();
                 }
                 if let Some(Ok(_)) = signals.next().await {

@@ -113,10 +113,18 @@ impl Hub {
     }
 
     /// Adds (or refreshes) a broadcaster. A restored vote log may be passed in.
-    pub fn add_channel(&self, streamer: Streamer, config: OverlayConfig, log: Option<VoteLog>, now_ms: u64) {
+    pub fn add_channel(
+        &self,
+        streamer: Streamer,
+        config: OverlayConfig,
+        log: Option<VoteLog>,
+        now_ms: u64,
+    ) {
         let mut inner = self.lock();
         let login: Arc<str> = Arc::from(streamer.login.as_str());
-        inner.tokens.insert(streamer.overlay_token.clone(), login.clone());
+        inner
+            .tokens
+            .insert(streamer.overlay_token.clone(), login.clone());
         let s = self.settings;
         inner.channels.insert(
             login,
@@ -138,7 +146,11 @@ impl Hub {
 
     pub fn streamers(&self) -> Vec<Streamer> {
         let inner = self.lock();
-        let mut v: Vec<Streamer> = inner.channels.values().map(|c| c.streamer.clone()).collect();
+        let mut v: Vec<Streamer> = inner
+            .channels
+            .values()
+            .map(|c| c.streamer.clone())
+            .collect();
         v.sort_by(|a, b| a.login.cmp(&b.login));
         v
     }
@@ -150,7 +162,11 @@ impl Hub {
     /// Registers an overlay for `token` and queues the snapshot frame.
     pub fn subscribe(&self, token: &str, now_ms: u64) -> Result<Subscription, SubscribeError> {
         let mut inner = self.lock();
-        let login = inner.tokens.get(token).cloned().ok_or(SubscribeError::UnknownToken)?;
+        let login = inner
+            .tokens
+            .get(token)
+            .cloned()
+            .ok_or(SubscribeError::UnknownToken)?;
         let id = inner.next_sub;
         inner.next_sub += 1;
         let Some(ch) = inner.channels.get_mut(&login) else {
@@ -190,7 +206,8 @@ impl Hub {
         let started = std::time::Instant::now();
         self.metrics.chat_messages_received.inc(msg.source);
         let result = self.process(msg, now_ms);
-        self.metrics.observe_vote(result, started.elapsed().as_secs_f64());
+        self.metrics
+            .observe_vote(result, started.elapsed().as_secs_f64());
         result
     }
 
@@ -208,14 +225,19 @@ impl Hub {
             return VoteResult::NoViewers;
         }
         let cfg = &ch.config;
-        let Some(side) = sentiment::match_trigger(&msg.text, &cfg.for_triggers, &cfg.against_triggers) else {
+        let Some(side) =
+            sentiment::match_trigger(&msg.text, &cfg.for_triggers, &cfg.against_triggers)
+        else {
             return VoteResult::NoMatch;
         };
         self.metrics.vote_trigger_matches.inc(match side {
             Side::For => VoteSide::For,
             Side::Against => VoteSide::Against,
         });
-        if !inner.debouncer.accept(&msg.channel, &msg.chatter_id, now_ms) {
+        if !inner
+            .debouncer
+            .accept(&msg.channel, &msg.chatter_id, now_ms)
+        {
             return VoteResult::Debounced;
         }
         if !ch.bucket.try_take(now_ms) {
@@ -234,7 +256,13 @@ impl Hub {
     }
 
     /// New settings for a broadcaster, pushed to its overlays at once.
-    pub fn update_config(&self, login: &str, config: OverlayConfig, version: i64, now_ms: u64) -> bool {
+    pub fn update_config(
+        &self,
+        login: &str,
+        config: OverlayConfig,
+        version: i64,
+        now_ms: u64,
+    ) -> bool {
         let mut inner = self.lock();
         let Some(ch) = inner.channels.get_mut(login) else {
             return false;
@@ -268,7 +296,9 @@ impl Hub {
             self.metrics.broadcaster_active_sessions.dec();
         }
         for sub in ch.subs.drain(..) {
-            let _ = sub.tx.try_send(Outbound::Close(CLOSE_TOKEN_INVALID, "overlay URL rotated"));
+            let _ = sub
+                .tx
+                .try_send(Outbound::Close(CLOSE_TOKEN_INVALID, "overlay URL rotated"));
             sub.tx.close();
         }
         let key: Arc<str> = Arc::from(login);
@@ -339,16 +369,18 @@ impl Hub {
         self.metrics.broadcaster_updates_published.inc();
         let before = ch.subs.len();
         let metrics = &self.metrics;
-        ch.subs.retain(|sub| match sub.tx.try_send(Outbound::Frame(frame.clone())) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                // Slow client: drop it rather than wait; its writer sees the close.
-                metrics.broadcaster_slow_clients_evicted.inc();
-                sub.tx.close();
-                false
-            }
-            Err(TrySendError::Closed(_)) => false,
-        });
+        ch.subs.retain(
+            |sub| match sub.tx.try_send(Outbound::Frame(frame.clone())) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    // Slow client: drop it rather than wait; its writer sees the close.
+                    metrics.broadcaster_slow_clients_evicted.inc();
+                    sub.tx.close();
+                    false
+                }
+                Err(TrySendError::Closed(_)) => false,
+            },
+        );
         if before > 0 && ch.subs.is_empty() {
             self.metrics.broadcaster_active_sessions.dec();
         }
@@ -368,7 +400,11 @@ fn build_frame(ch: &mut Channel, kind: &str, now_ms: u64) -> Utf8Bytes {
         Model::Window(Memory::Infinite) => ("window", 0.0, None),
         Model::Decay { speed } => ("decay", speed, None),
     };
-    let ts = if ch.newest_vote_ms > 0 { ch.newest_vote_ms } else { now_ms };
+    let ts = if ch.newest_vote_ms > 0 {
+        ch.newest_vote_ms
+    } else {
+        now_ms
+    };
     let mut s = String::with_capacity(320);
     let _ = write!(
         s,

@@ -47,11 +47,11 @@ pub use server::{Mode, Server};
 /// Version facts baked in at build time (`/version`, `build_info`).
 pub const BUILD: metrics::BuildInfo = metrics::BuildInfo {
     version: env!("CARGO_PKG_VERSION"),
-    commit: match option_env!("CHATPULSE_GIT_COMMIT") {
+    commit: match option_env!("BUILD_GIT_COMMIT") {
         Some(c) => c,
         None => "unknown",
     },
-    rustc: match option_env!("CHATPULSE_RUSTC") {
+    rustc: match option_env!("BUILD_RUSTC") {
         Some(c) => c,
         None => "unknown",
     },

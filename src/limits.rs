@@ -64,13 +64,17 @@ impl ConnLimits {
         inner.attempts = inner.attempts.wrapping_add(1);
         if inner.attempts.is_multiple_of(SWEEP_EVERY) {
             inner.ips.retain(|_, e| {
-                e.open > 0 || e.last.is_some_and(|l| now.duration_since(l).as_secs_f64() < IDLE_FORGET_SECS)
+                e.open > 0
+                    || e.last
+                        .is_some_and(|l| now.duration_since(l).as_secs_f64() < IDLE_FORGET_SECS)
             });
         }
         let total = inner.total;
         let entry = inner.ips.entry(ip).or_default();
         // Every attempt spends a rate token, even one later refused (as the reference).
-        let elapsed = entry.last.map_or(f64::INFINITY, |l| now.saturating_duration_since(l).as_secs_f64());
+        let elapsed = entry.last.map_or(f64::INFINITY, |l| {
+            now.saturating_duration_since(l).as_secs_f64()
+        });
         entry.tokens = (entry.tokens + elapsed * s.rate_per_ip).min(s.burst_per_ip as f64);
         entry.last = Some(now);
         if entry.tokens < 1.0 {
@@ -134,7 +138,10 @@ mod tests {
         assert!(l.acquire(ip(2), t).is_ok());
         // 10/s: after 100 ms one more token
         assert!(l.acquire(ip(1), t + Duration::from_millis(100)).is_ok());
-        assert_eq!(l.acquire(ip(1), t + Duration::from_millis(100)).err(), Some(RejectReason::RateLimit));
+        assert_eq!(
+            l.acquire(ip(1), t + Duration::from_millis(100)).err(),
+            Some(RejectReason::RateLimit)
+        );
         drop(permits);
     }
 

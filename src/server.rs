@@ -62,26 +62,44 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: Config, mode: Mode) -> Result<Server, Error> {
-        log::info!("chatpulse {} starting (commit {})", BUILD.version, BUILD.commit);
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| Error::Io(format!("creating data dir {}", config.data_dir.display()), e))?;
+        log::info!(
+            "chatpulse {} starting (commit {})",
+            BUILD.version,
+            BUILD.commit
+        );
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::Io(
+                format!("creating data dir {}", config.data_dir.display()),
+                e,
+            )
+        })?;
         let metrics = Arc::new(Metrics::new(BUILD));
         let (db, state) = smol::block_on(async {
-            let db = Db::open(&config.data_dir.join("chatpulse.db")).await?;
-            let state = State::open(&config.data_dir.join("state.redb")).await?;
+            let db = Db::open(&config.data_dir.join(crate::store::sqlite::FILE_NAME)).await?;
+            let state = State::open(&config.data_dir.join(crate::store::state::FILE_NAME)).await?;
             Ok::<_, Error>((db, state))
         })?;
-        log::info!("stores open in {} (node {:016x})", config.data_dir.display(), state.node_id());
+        log::info!(
+            "stores open in {} (node {:016x})",
+            config.data_dir.display(),
+            state.node_id()
+        );
         let hub = Hub::new(state.node_id(), hub_settings(&config), Arc::clone(&metrics));
         let listener = TcpListener::bind(config.server.listen)
             .map_err(|e| Error::Io(format!("binding {}", config.server.listen), e))?;
-        let addr = listener.local_addr().map_err(|e| Error::Io("local_addr".into(), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Io("local_addr".into(), e))?;
         let listener = Async::new(listener).map_err(|e| Error::Io("listener".into(), e))?;
         let app = Arc::new(App::new(config, metrics, db, state, hub));
         smol::block_on(load_channels(&app))?;
         log::info!("listening on http://{addr}");
         for s in app.hub.streamers() {
-            log::info!("overlay for {}: {}", s.login, app.overlay_url(&s.overlay_token, Some(&host_for(addr))));
+            log::info!(
+                "overlay for {}: {}",
+                s.login,
+                app.overlay_url(&s.overlay_token, Some(&host_for(addr)))
+            );
         }
 
         let ex = Arc::new(Executor::new());
@@ -161,7 +179,9 @@ fn host_for(addr: SocketAddr) -> String {
 }
 
 fn worker_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4)
 }
 
 fn hub_settings(config: &Config) -> HubSettings {
@@ -184,13 +204,18 @@ async fn load_channels(app: &App) -> Result<(), Error> {
         app.state.load_vote_logs().await?.into_iter().collect();
     let now = now_ms();
     for (streamer, config) in app.db.streamers().await? {
-        let log = logs.remove(&streamer.login).and_then(|bytes| match VoteLog::decode(&bytes) {
-            Ok(log) => Some(log),
-            Err(e) => {
-                log::warn!("vote log of {} unreadable ({e}); starting it empty", streamer.login);
-                None
-            }
-        });
+        let log = logs
+            .remove(&streamer.login)
+            .and_then(|bytes| match VoteLog::decode(&bytes) {
+                Ok(log) => Some(log),
+                Err(e) => {
+                    log::warn!(
+                        "vote log of {} unreadable ({e}); starting it empty",
+                        streamer.login
+                    );
+                    None
+                }
+            });
         app.hub.add_channel(streamer, config, log, now);
     }
     Ok(())
@@ -207,14 +232,18 @@ async fn run(
     let tick = ex.spawn(tick_loop(Arc::clone(&app)));
     let flush = ex.spawn(flush_loop(Arc::clone(&app)));
     let health = ex.spawn(health_loop(Arc::clone(&app)));
-    let demo = (mode == Mode::Demo).then(|| ex.spawn(crate::chat::demo::demo_loop(Arc::clone(&app))));
+    let demo =
+        (mode == Mode::Demo).then(|| ex.spawn(crate::chat::demo::demo_loop(Arc::clone(&app))));
 
     let _ = stop.recv().await;
     log::info!("shutdown: readiness now 503");
     app.start_draining();
     let cfg = &app.config.shutdown;
     if !cfg.drain_delay.is_zero() {
-        log::info!("shutdown: waiting drain_delay {:?} for load balancers", cfg.drain_delay);
+        log::info!(
+            "shutdown: waiting drain_delay {:?} for load balancers",
+            cfg.drain_delay
+        );
         Timer::after(cfg.drain_delay).await;
     }
     accept.cancel().await;
@@ -224,11 +253,17 @@ async fn run(
     log::info!("shutdown: listener closed; closing overlays with 1001");
     app.close_connections();
     let deadline = Instant::now() + cfg.timeout;
-    while (app.inflight() > 0 || app.metrics.ws_connections_current.get() > 0) && Instant::now() < deadline {
+    while (app.inflight() > 0 || app.metrics.ws_connections_current.get() > 0)
+        && Instant::now() < deadline
+    {
         Timer::after(DRAIN_POLL).await;
     }
     if app.inflight() > 0 {
-        log::warn!("shutdown: {} requests still in flight after {:?}", app.inflight(), cfg.timeout);
+        log::warn!(
+            "shutdown: {} requests still in flight after {:?}",
+            app.inflight(),
+            cfg.timeout
+        );
     }
     tick.cancel().await;
     health.cancel().await;
@@ -244,8 +279,12 @@ async fn accept_loop(ex: Arc<Executor<'static>>, app: Arc<App>, listener: Async<
             Ok((stream, peer)) => {
                 let _ = stream.get_ref().set_nodelay(true);
                 let stream = smol::net::TcpStream::from(stream);
-                ex.spawn(crate::http::serve_connection(Arc::clone(&app), stream, peer))
-                    .detach();
+                ex.spawn(crate::http::serve_connection(
+                    Arc::clone(&app),
+                    stream,
+                    peer,
+                ))
+                .detach();
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -278,7 +317,8 @@ async fn flush_once(app: &App) {
     let started = Instant::now();
     let logins: Vec<String> = logs.iter().map(|(l, _)| l.clone()).collect();
     let result = app.state.save_vote_logs(logs).await;
-    app.metrics.observe_store_flush(result.is_ok(), started.elapsed().as_secs_f64());
+    app.metrics
+        .observe_store_flush(result.is_ok(), started.elapsed().as_secs_f64());
     match result {
         Ok(()) => app.set_store_fault(None),
         Err(e) => {

@@ -46,9 +46,16 @@ enum Event {
 }
 
 /// Runs an upgraded overlay connection until either side ends it.
-pub async fn serve_overlay(app: Arc<App>, stream: TcpStream, leftover: Vec<u8>, sub: Subscription, permit: Permit) {
+pub async fn serve_overlay(
+    app: Arc<App>,
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    sub: Subscription,
+    permit: Permit,
+) {
     let cfg = socket_config(app.config.limits.ws_max_message_bytes as usize);
-    let mut ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(cfg)).await;
+    let mut ws =
+        WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(cfg)).await;
     let metrics = &app.metrics;
     metrics.ws_connections_current.inc();
     let started = Instant::now();
@@ -120,14 +127,18 @@ pub async fn serve_overlay(app: Arc<App>, stream: TcpStream, leftover: Vec<u8>, 
             code,
             reason: reason.into(),
         };
-        let _ = ws.close(Some(frame)).or(async {
-            Timer::after(WRITE_TIMEOUT).await;
-            Ok(())
-        })
-        .await;
+        let _ = ws
+            .close(Some(frame))
+            .or(async {
+                Timer::after(WRITE_TIMEOUT).await;
+                Ok(())
+            })
+            .await;
     }
     metrics.ws_connections_current.dec();
-    metrics.ws_connection_duration.observe(started.elapsed().as_secs_f64());
+    metrics
+        .ws_connection_duration
+        .observe(started.elapsed().as_secs_f64());
     drop(permit);
 }
 
@@ -144,7 +155,9 @@ async fn send(ws: &mut WebSocketStream<TcpStream>, msg: Message) -> bool {
 /// A uniformly random duration in [0, max) from the process-wide RNG.
 fn jitter(max: Duration) -> Duration {
     let mut b = [0u8; 8];
-    let r = getrandom::fill(&mut b).map(|_| u64::from_le_bytes(b)).unwrap_or(0);
+    let r = getrandom::fill(&mut b)
+        .map(|_| u64::from_le_bytes(b))
+        .unwrap_or(0);
     Duration::from_millis(r % max.as_millis().max(1) as u64)
 }
 

@@ -3,7 +3,7 @@
 //! (with the bar where it was) when a new server starts on the same address.
 //!
 //! Needs Chromium (`/usr/bin/chromium` or `CHATPULSE_TEST_CHROMIUM`). Without it the
-//! test prints a loud skip line, unless `CHATPULSE_REQUIRE_BROWSER=1` (CI) makes
+//! test prints a loud skip line, unless `CHATPULSE_TEST_REQUIRE_BROWSER=1` (CI) makes
 //! that a failure.
 
 use std::path::Path;
@@ -23,30 +23,43 @@ const TARGET: &str = "Number(document.body.dataset.target)";
 async fn launch_or_skip() -> Option<Browser> {
     match Browser::launch().await {
         Ok(b) => Some(b),
-        Err(e) if std::env::var("CHATPULSE_REQUIRE_BROWSER").as_deref() == Ok("1") => {
-            panic!("CHATPULSE_REQUIRE_BROWSER=1 but the browser is unavailable: {e}")
+        Err(e) if std::env::var("CHATPULSE_TEST_REQUIRE_BROWSER").as_deref() == Ok("1") => {
+            panic!("CHATPULSE_TEST_REQUIRE_BROWSER=1 but the browser is unavailable: {e}")
         }
         Err(e) => {
-            eprintln!("\n!!!!! SKIPPED browser test: {e} (set CHATPULSE_REQUIRE_BROWSER=1 to fail instead) !!!!!\n");
+            eprintln!(
+                "\n!!!!! SKIPPED browser test: {e} (set CHATPULSE_TEST_REQUIRE_BROWSER=1 to fail instead) !!!!!\n"
+            );
             None
         }
     }
 }
 
 async fn wait(page: &Page<'_>, condition: &str) -> String {
-    page.wait_for(condition, PAGE_WAIT).await.unwrap_or_else(|e| panic!("{e}"))
+    page.wait_for(condition, PAGE_WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn overlay_page_follows_votes_and_survives_a_restart() {
     run(TEST_TIMEOUT, async {
-        let Some(browser) = launch_or_skip().await else { return };
+        let Some(browser) = launch_or_skip().await else {
+            return;
+        };
         let srv = TestServer::start().await;
         let page = browser.open(&srv.overlay_url("alice")).await.unwrap();
         page.set_viewport(800, 100).await.unwrap(); // the OBS source size for combined mode
 
-        wait(&page, &format!("{STATUS} === 'live' && Math.abs({POSITION} - 50) < 0.5")).await;
-        assert_eq!(page.eval("document.body.dataset.mode").await.unwrap(), "combined");
+        wait(
+            &page,
+            &format!("{STATUS} === 'live' && Math.abs({POSITION} - 50) < 0.5"),
+        )
+        .await;
+        assert_eq!(
+            page.eval("document.body.dataset.mode").await.unwrap(),
+            "combined"
+        );
 
         for (chatter, text) in [("v1", "yes"), ("v2", "yes"), ("v3", "yes"), ("v4", "no")] {
             srv.chat("alice", chatter, text).await;
@@ -58,8 +71,16 @@ fn overlay_page_follows_votes_and_survives_a_restart() {
         let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/overlay-screenshot.png");
         page.screenshot(&shot).await.unwrap();
         let png = std::fs::read(&shot).unwrap();
-        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG: {}", shot.display());
-        assert!(png.len() > 1024, "suspiciously small screenshot: {} bytes", png.len());
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "not a PNG: {}",
+            shot.display()
+        );
+        assert!(
+            png.len() > 1024,
+            "suspiciously small screenshot: {} bytes",
+            png.len()
+        );
 
         let addr = srv.addr;
         let data_dir = srv.stop().await;
@@ -70,7 +91,10 @@ fn overlay_page_follows_votes_and_survives_a_restart() {
         // The page keeps its last picture while disconnected, so look at where the new
         // snapshot sends the ball: it carries the persisted votes, the bar stays right.
         let target = page.eval(TARGET).await.unwrap();
-        assert!(target.parse::<f64>().unwrap() > 60.0, "after the restart the ball heads to {target}%");
+        assert!(
+            target.parse::<f64>().unwrap() > 60.0,
+            "after the restart the ball heads to {target}%"
+        );
         wait(&page, &format!("Math.abs({POSITION} - {TARGET}) < 0.01")).await;
         srv.stop().await;
     });

@@ -19,22 +19,36 @@ fn health_version_and_pages() {
         assert_eq!(get(srv.addr, "/health/startup").await.0, 200);
         let (s, _, body) = get(srv.addr, "/version").await;
         assert_eq!(s, 200);
-        assert!(body.contains(&format!("\"version\":\"{}\"", env!("CARGO_PKG_VERSION"))), "{body}");
+        assert!(
+            body.contains(&format!("\"version\":\"{}\"", env!("CARGO_PKG_VERSION"))),
+            "{body}"
+        );
 
         let (s, head, body) = get(srv.addr, &format!("/overlay/{}", srv.token("alice"))).await;
         assert_eq!(s, 200);
-        assert!(head.contains("frame-ancestors *"), "OBS may frame the overlay: {head}");
+        assert!(
+            head.contains("frame-ancestors *"),
+            "OBS may frame the overlay: {head}"
+        );
         assert!(!head.to_ascii_lowercase().contains("x-frame-options"));
         assert!(body.contains("/ws/overlay/"));
         let (s, _, body) = get(srv.addr, "/overlay/nope").await;
         assert_eq!(s, 404);
-        assert!(body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"), "page, not JSON, in OBS");
+        assert!(
+            body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"),
+            "page, not JSON, in OBS"
+        );
 
         let (s, head, body) = get(srv.addr, "/").await;
         assert_eq!(s, 200);
         assert!(head.contains("frame-ancestors 'none'") && head.contains("x-frame-options: DENY"));
-        assert!(head.contains("x-content-type-options: nosniff") && head.contains("referrer-policy:"));
-        assert!(body.contains(&srv.token("alice")), "landing lists overlay URLs to local clients");
+        assert!(
+            head.contains("x-content-type-options: nosniff") && head.contains("referrer-policy:")
+        );
+        assert!(
+            body.contains(&srv.token("alice")),
+            "landing lists overlay URLs to local clients"
+        );
         srv.stop().await;
     });
 }
@@ -83,12 +97,20 @@ fn promtool_check(body: &str) {
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            assert!(std::env::var("CHATPULSE_REQUIRE_TOOLS").is_err(), "promtool required: {e}");
+            assert!(
+                std::env::var("CHATPULSE_TEST_REQUIRE_TOOLS").is_err(),
+                "promtool required: {e}"
+            );
             eprintln!("SKIPPED promtool check: {e}");
             return;
         }
     };
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -105,7 +127,10 @@ fn errors_are_json_with_the_right_status() {
         let (s, _, body) = get(srv.addr, "/no/such/route").await;
         assert_eq!(s, 404);
         assert_eq!(body, "{\"error\":\"no such route\",\"type\":\"not_found\"}");
-        let (s, head, body) = http_raw(srv.addr, b"DELETE /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let (s, head, body) =
+            http_raw(srv.addr, b"DELETE /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
         assert_eq!(s, 405);
         assert!(head.contains("allow: GET, HEAD"), "{head}");
         assert!(body.contains("\"type\":\"method_not_allowed\""));
@@ -125,9 +150,12 @@ fn errors_are_json_with_the_right_status() {
         .await
         .unwrap();
         assert_eq!(s, 411, "{body}");
-        let (s, _, _) = http_raw(srv.addr, b"GET /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
-            .await
-            .unwrap();
+        let (s, _, _) = http_raw(
+            srv.addr,
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
         assert_eq!(s, 413);
         srv.stop().await;
     });
@@ -138,7 +166,9 @@ fn keep_alive_and_head() {
     run(TEST_TIMEOUT, async {
         let srv = TestServer::start().await;
         let mut s = TcpStream::connect(srv.addr).await.unwrap();
-        s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let (st, head, _) = read_response(&mut s).await.unwrap();
         assert_eq!(st, 200);
         assert!(head.contains("connection: keep-alive"));
@@ -151,7 +181,11 @@ fn keep_alive_and_head() {
         let text = String::from_utf8_lossy(&all);
         assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
         assert!(text.trim_end().ends_with('}'));
-        assert_eq!(text.matches("\"version\"").count(), 1, "HEAD has no body: {text}");
+        assert_eq!(
+            text.matches("\"version\"").count(),
+            1,
+            "HEAD has no body: {text}"
+        );
         srv.stop().await;
     });
 }
@@ -172,20 +206,29 @@ fn bad_input_never_panics() {
         let (s, _, body) = http_raw(srv.addr, &big).await.unwrap();
         assert_eq!(s, 431, "{body}");
         // garbage bytes (a TLS hello) and non-HTTP text
-        for raw in [&b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n"[..], b"HELLO\r\n\r\n", b"GET /\x00 HTTP/1.1\r\n\r\n"] {
+        for raw in [
+            &b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n"[..],
+            b"HELLO\r\n\r\n",
+            b"GET /\x00 HTTP/1.1\r\n\r\n",
+        ] {
             let (s, _, _) = http_raw(srv.addr, raw).await.unwrap();
             assert_eq!(s, 400, "{raw:?}");
         }
         // slowloris: a head that never completes is closed after the timeout
         let mut slow = TcpStream::connect(srv.addr).await.unwrap();
-        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
         let started = Instant::now();
         let mut buf = [0u8; 64];
         let n = slow.read(&mut buf).await.unwrap_or(0);
         assert_eq!(n, 0, "closed without an answer");
         assert!(started.elapsed() < Duration::from_secs(10));
         let m = srv.metrics();
-        assert!(m.contains("http_bad_requests_total{reason=\"head_timeout\"} 1"), "{m}");
+        assert!(
+            m.contains("http_bad_requests_total{reason=\"head_timeout\"} 1"),
+            "{m}"
+        );
         assert!(m.contains("http_bad_requests_total{reason=\"head_too_large\"} 1"));
         // a connection that just closes, and one that sends half a head then closes
         drop(TcpStream::connect(srv.addr).await.unwrap());

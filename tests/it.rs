@@ -1,7 +1,7 @@
 //! One integration-test binary: every test starts real nodes on 127.0.0.1:0.
 
-// mod browser;
+mod browser;
 mod common;
 mod http;
-mod overlay;
 mod lifecycle;
+mod overlay;

@@ -11,7 +11,9 @@ fn shutdown_drains_then_closes_overlays_with_1001() {
     run(TEST_TIMEOUT, async {
         let toml = "[shutdown]\ndrain_delay = \"400ms\"\n[[channel]]\nlogin = \"alice\"\n";
         let srv = TestServer::start_with(toml, None, None).await;
-        let mut ov = Overlay::connect(srv.addr, &srv.token("alice")).await.unwrap();
+        let mut ov = Overlay::connect(srv.addr, &srv.token("alice"))
+            .await
+            .unwrap();
         ov.frame().await;
         srv.server.shutdown();
         // during the drain delay the node still answers, but not ready
@@ -19,11 +21,17 @@ fn shutdown_drains_then_closes_overlays_with_1001() {
         assert_eq!(s, 503);
         assert!(body.contains("\"failed_check\":\"draining\""), "{body}");
         assert_eq!(get(srv.addr, "/health/live").await.0, 200);
-        let err = Overlay::connect(srv.addr, &srv.token("alice")).await.err().unwrap();
+        let err = Overlay::connect(srv.addr, &srv.token("alice"))
+            .await
+            .err()
+            .unwrap();
         assert!(err.contains("503"), "no new overlays while draining: {err}");
         assert_eq!(ov.closed().await, Some(1001));
         srv.server.stopped().await.expect("exit 0");
-        assert!(smol::net::TcpStream::connect(srv.addr).await.is_err(), "listener closed");
+        assert!(
+            smol::net::TcpStream::connect(srv.addr).await.is_err(),
+            "listener closed"
+        );
     });
 }
 
@@ -62,10 +70,21 @@ fn edited_config_file_wins_but_unchanged_file_keeps_saved_settings() {
         drop(app);
         let dir = srv.stop().await;
         let srv = TestServer::start_with(toml, Some(dir), None).await;
-        assert_eq!(srv.server.app().hub.config_of("alice").unwrap().for_label, "Saved");
+        assert_eq!(
+            srv.server.app().hub.config_of("alice").unwrap().for_label,
+            "Saved"
+        );
         let dir = srv.stop().await;
-        let srv = TestServer::start_with("[[channel]]\nlogin = \"alice\"\nfor_label = \"File\"\n", Some(dir), None).await;
-        assert_eq!(srv.server.app().hub.config_of("alice").unwrap().for_label, "File");
+        let srv = TestServer::start_with(
+            "[[channel]]\nlogin = \"alice\"\nfor_label = \"File\"\n",
+            Some(dir),
+            None,
+        )
+        .await;
+        assert_eq!(
+            srv.server.app().hub.config_of("alice").unwrap().for_label,
+            "File"
+        );
         srv.stop().await;
     });
 }
@@ -93,14 +112,20 @@ fn binary_demo_smoke() {
         let mut ov = Overlay::connect(addr, token).await.unwrap();
         ov.frame_where("demo votes", |f| f.total_votes > 0).await;
     });
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let code = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(code.success(), "exit status {code}");
@@ -119,6 +144,9 @@ fn binary_rejects_bad_config_with_the_key_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("limits.max_connections"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_chatpulse")).arg("--version").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chatpulse"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("chatpulse "));
 }

@@ -11,13 +11,24 @@ use crate::common::{Overlay, Received, TEST_TIMEOUT, TestServer, eventually, run
 fn snapshot_on_connect_then_update_after_a_vote() {
     run(TEST_TIMEOUT, async {
         let srv = TestServer::start().await;
-        let mut ov = Overlay::connect(srv.addr, &srv.token("alice")).await.unwrap();
+        let mut ov = Overlay::connect(srv.addr, &srv.token("alice"))
+            .await
+            .unwrap();
         let snap = ov.frame().await;
         assert_eq!(snap.kind, "snapshot");
         assert_eq!(snap.total_votes, 0);
-        assert_eq!((snap.for_label.as_str(), snap.against_label.as_str()), ("For", "Against"));
-        assert_eq!((snap.model.as_str(), snap.memory_seconds), ("window", Some(30)));
-        assert_eq!((snap.display_mode.as_str(), snap.theme.as_str()), ("combined", "dark"));
+        assert_eq!(
+            (snap.for_label.as_str(), snap.against_label.as_str()),
+            ("For", "Against")
+        );
+        assert_eq!(
+            (snap.model.as_str(), snap.memory_seconds),
+            ("window", Some(30))
+        );
+        assert_eq!(
+            (snap.display_mode.as_str(), snap.theme.as_str()),
+            ("combined", "dark")
+        );
 
         let before = chatpulse::app::now_ms();
         assert_eq!(srv.chat("alice", "u1", "  YES ").await, VoteResult::Applied);
@@ -26,7 +37,10 @@ fn snapshot_on_connect_then_update_after_a_vote() {
         assert!(up.seq > snap.seq);
         assert_eq!((up.for_votes, up.against_votes), (1, 0));
         assert_eq!(up.for_ratio, 1.0);
-        assert!(up.ts >= before && up.ts <= chatpulse::app::now_ms(), "ts is the vote's accept time");
+        assert!(
+            up.ts >= before && up.ts <= chatpulse::app::now_ms(),
+            "ts is the vote's accept time"
+        );
         srv.stop().await;
     });
 }
@@ -36,7 +50,10 @@ fn no_viewers_no_work_and_unknown_channel() {
     run(TEST_TIMEOUT, async {
         let srv = TestServer::start().await;
         assert_eq!(srv.chat("alice", "u1", "yes").await, VoteResult::NoViewers);
-        assert_eq!(srv.chat("bob", "u1", "yes").await, VoteResult::UnknownChannel);
+        assert_eq!(
+            srv.chat("bob", "u1", "yes").await,
+            VoteResult::UnknownChannel
+        );
         srv.stop().await;
     });
 }
@@ -55,20 +72,40 @@ for_triggers = ["yes", "y", "PogChamp"]
 against_triggers = "no, n"
 "#;
         let srv = TestServer::start_with(toml, None, None).await;
-        let mut ov = Overlay::connect(srv.addr, &srv.token("alice")).await.unwrap();
+        let mut ov = Overlay::connect(srv.addr, &srv.token("alice"))
+            .await
+            .unwrap();
         ov.frame().await;
-        assert_eq!(srv.chat("alice", "u1", "pogchamp").await, VoteResult::Applied);
-        assert_eq!(srv.chat("alice", "u1", "yes").await, VoteResult::Debounced, "1 s per chatter");
-        assert_eq!(srv.chat("alice", "u2", "yes please").await, VoteResult::NoMatch, "whole message only");
+        assert_eq!(
+            srv.chat("alice", "u1", "pogchamp").await,
+            VoteResult::Applied
+        );
+        assert_eq!(
+            srv.chat("alice", "u1", "yes").await,
+            VoteResult::Debounced,
+            "1 s per chatter"
+        );
+        assert_eq!(
+            srv.chat("alice", "u2", "yes please").await,
+            VoteResult::NoMatch,
+            "whole message only"
+        );
         assert_eq!(srv.chat("alice", "u2", "N").await, VoteResult::Applied);
         assert_eq!(srv.chat("alice", "u3", "y").await, VoteResult::Applied);
         assert_eq!(srv.chat("alice", "u4", "no").await, VoteResult::Applied);
-        assert_eq!(srv.chat("alice", "u5", "no").await, VoteResult::RateLimited, "bucket of 4");
+        assert_eq!(
+            srv.chat("alice", "u5", "no").await,
+            VoteResult::RateLimited,
+            "bucket of 4"
+        );
         let f = ov.frame_where("4 votes", |f| f.total_votes == 4).await;
         assert_eq!((f.for_votes, f.against_votes), (2, 2));
         assert_eq!(f.for_ratio, 0.5);
         let m = srv.metrics();
-        assert!(m.contains("vote_processing_total{result=\"debounced\"} 1"), "{m}");
+        assert!(
+            m.contains("vote_processing_total{result=\"debounced\"} 1"),
+            "{m}"
+        );
         assert!(m.contains("vote_processing_total{result=\"rate_limited\"} 1"));
         srv.stop().await;
     });
@@ -79,7 +116,9 @@ fn decay_model_sends_value() {
     run(TEST_TIMEOUT, async {
         let toml = "[[channel]]\nlogin = \"alice\"\nmodel = \"decay\"\ndecay_speed = 0.1\n";
         let srv = TestServer::start_with(toml, None, None).await;
-        let mut ov = Overlay::connect(srv.addr, &srv.token("alice")).await.unwrap();
+        let mut ov = Overlay::connect(srv.addr, &srv.token("alice"))
+            .await
+            .unwrap();
         let snap = ov.frame().await;
         assert_eq!((snap.model.as_str(), snap.decay_speed), ("decay", 0.1));
         srv.chat("alice", "u1", "yes").await;
@@ -97,7 +136,9 @@ fn window_expiry_is_visible_without_new_votes() {
     run(TEST_TIMEOUT, async {
         let toml = "[[channel]]\nlogin = \"alice\"\nmemory_seconds = 5\n";
         let srv = TestServer::start_with(toml, None, None).await;
-        let mut ov = Overlay::connect(srv.addr, &srv.token("alice")).await.unwrap();
+        let mut ov = Overlay::connect(srv.addr, &srv.token("alice"))
+            .await
+            .unwrap();
         ov.frame().await;
         srv.chat("alice", "u1", "no").await;
         ov.frame_where("the vote", |f| f.total_votes == 1).await;
@@ -125,11 +166,17 @@ fn config_push_reset_and_rotation_reach_live_overlays() {
         cfg.display_mode = chatpulse::channel::DisplayMode::Split;
         app.save_config("alice", cfg.clone(), "test").await.unwrap();
         let f = ov.frame_where("config", |f| f.for_label == "Hype").await;
-        assert_eq!((f.theme.as_str(), f.display_mode.as_str()), ("light", "split"));
+        assert_eq!(
+            (f.theme.as_str(), f.display_mode.as_str()),
+            ("light", "split")
+        );
         assert_eq!(f.total_votes, 1, "config change keeps the votes");
 
         cfg.against_triggers = vec!["YES".into()];
-        assert!(app.save_config("alice", cfg, "test").await.is_err(), "shared trigger refused");
+        assert!(
+            app.save_config("alice", cfg, "test").await.is_err(),
+            "shared trigger refused"
+        );
 
         app.reset("alice", "test").await.unwrap();
         let f = ov.frame_where("reset", |f| f.total_votes == 0).await;
@@ -150,14 +197,19 @@ fn config_push_reset_and_rotation_reach_live_overlays() {
 fn unknown_token_closes_with_4404() {
     run(TEST_TIMEOUT, async {
         let srv = TestServer::start().await;
-        let mut ov = Overlay::connect(srv.addr, "AAAAAAAAAAAAAAAAAAAAAA").await.unwrap();
+        let mut ov = Overlay::connect(srv.addr, "AAAAAAAAAAAAAAAAAAAAAA")
+            .await
+            .unwrap();
         assert_eq!(ov.closed().await, Some(4404));
         srv.stop().await;
     });
 }
 
 fn status_of(err: &str) -> &str {
-    ["429", "503", "403", "400"].into_iter().find(|c| err.contains(c)).unwrap_or(err)
+    ["429", "503", "403", "400"]
+        .into_iter()
+        .find(|c| err.contains(c))
+        .unwrap_or(err)
 }
 
 #[test]
@@ -187,7 +239,11 @@ connection_burst_per_ip = 8\nconnection_rate_per_ip = 0.1\n\
         let m = srv.metrics();
         for reason in ["broadcaster_limit", "ip_limit", "rate_limit"] {
             let line = format!("websocket_connections_rejected_total{{reason=\"{reason}\"}}");
-            assert!(m.lines().any(|l| l.starts_with(&line) && !l.ends_with(" 0")), "{line} in\n{m}");
+            assert!(
+                m.lines()
+                    .any(|l| l.starts_with(&line) && !l.ends_with(" 0")),
+                "{line} in\n{m}"
+            );
         }
         // slots are released on disconnect
         drop(keep);
@@ -206,11 +262,25 @@ fn global_cap_and_trusted_proxy_ips() {
 [[channel]]\nlogin = \"alice\"\n";
         let srv = TestServer::start_with(toml, None, None).await;
         let t = srv.token("alice");
-        let _one = Overlay::connect_with(srv.addr, &t, &[("x-forwarded-for", "203.0.113.1")]).await.unwrap();
-        let err = Overlay::connect_with(srv.addr, &t, &[("x-forwarded-for", "203.0.113.1")]).await.err().unwrap();
+        let _one = Overlay::connect_with(srv.addr, &t, &[("x-forwarded-for", "203.0.113.1")])
+            .await
+            .unwrap();
+        let err = Overlay::connect_with(srv.addr, &t, &[("x-forwarded-for", "203.0.113.1")])
+            .await
+            .err()
+            .unwrap();
         assert_eq!(status_of(&err), "429", "same forwarded IP: {err}");
-        let _two = Overlay::connect_with(srv.addr, &t, &[("x-forwarded-for", "198.51.100.7, 127.0.0.1")]).await.unwrap();
-        let err = Overlay::connect_with(srv.addr, &t, &[("x-forwarded-for", "192.0.2.9")]).await.err().unwrap();
+        let _two = Overlay::connect_with(
+            srv.addr,
+            &t,
+            &[("x-forwarded-for", "198.51.100.7, 127.0.0.1")],
+        )
+        .await
+        .unwrap();
+        let err = Overlay::connect_with(srv.addr, &t, &[("x-forwarded-for", "192.0.2.9")])
+            .await
+            .err()
+            .unwrap();
         assert_eq!(status_of(&err), "503", "global cap: {err}");
         srv.stop().await;
     });
@@ -222,11 +292,24 @@ fn origin_check() {
         let srv = TestServer::start_with("[server]\npublic_url = \"https://overlay.example.com\"\n[[channel]]\nlogin = \"alice\"\n", None, None).await;
         let t = srv.token("alice");
         let same = format!("http://{}", srv.addr);
-        for ok in ["obs://browser-source", "https://overlay.example.com", same.as_str()] {
-            Overlay::connect_with(srv.addr, &t, &[("origin", ok)]).await.unwrap_or_else(|e| panic!("{ok}: {e}"));
+        for ok in [
+            "obs://browser-source",
+            "https://overlay.example.com",
+            same.as_str(),
+        ] {
+            Overlay::connect_with(srv.addr, &t, &[("origin", ok)])
+                .await
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in ["https://evil.example", "http://localhost:1234", "https://overlay.example.com.evil.example"] {
-            let err = Overlay::connect_with(srv.addr, &t, &[("origin", bad)]).await.err().unwrap();
+        for bad in [
+            "https://evil.example",
+            "http://localhost:1234",
+            "https://overlay.example.com.evil.example",
+        ] {
+            let err = Overlay::connect_with(srv.addr, &t, &[("origin", bad)])
+                .await
+                .err()
+                .unwrap();
             assert_eq!(status_of(&err), "403", "{bad}: {err}");
         }
         srv.stop().await;
@@ -246,15 +329,24 @@ fn slow_client_is_evicted_without_stalling_others() {
         for round in 0..2000 {
             // batches smaller than the 16-frame outbox: a reading client keeps up
             for _ in 0..10 {
-                app.hub.update_config("alice", cfg.clone(), 1, chatpulse::app::now_ms());
+                app.hub
+                    .update_config("alice", cfg.clone(), 1, chatpulse::app::now_ms());
             }
-            last = healthy.frame_where("batch", |f| f.seq >= last + 10).await.seq;
-            if srv.metrics().contains("broadcaster_slow_clients_evicted_total 1") {
+            last = healthy
+                .frame_where("batch", |f| f.seq >= last + 10)
+                .await
+                .seq;
+            if srv
+                .metrics()
+                .contains("broadcaster_slow_clients_evicted_total 1")
+            {
                 assert!(round > 0);
                 drop(stalled);
                 // the healthy one keeps getting updates
                 srv.chat("alice", "u1", "yes").await;
-                healthy.frame_where("vote after eviction", |f| f.total_votes == 1).await;
+                healthy
+                    .frame_where("vote after eviction", |f| f.total_votes == 1)
+                    .await;
                 srv.stop().await;
                 return;
             }
@@ -267,14 +359,19 @@ fn slow_client_is_evicted_without_stalling_others() {
 fn oversized_inbound_message_is_dropped_and_counted() {
     run(TEST_TIMEOUT, async {
         let srv = TestServer::start().await;
-        let mut ov = Overlay::connect(srv.addr, &srv.token("alice")).await.unwrap();
+        let mut ov = Overlay::connect(srv.addr, &srv.token("alice"))
+            .await
+            .unwrap();
         ov.frame().await;
         ov.send_text("x".repeat(5000)).await;
         match ov.recv(Duration::from_secs(10)).await {
             Received::Closed(code) => assert_eq!(code, Some(1009)),
             Received::Frame(f) => panic!("unexpected frame {f:?}"),
         }
-        assert!(srv.metrics().contains("websocket_inbound_dropped_total{reason=\"too_large\"} 1"));
+        assert!(
+            srv.metrics()
+                .contains("websocket_inbound_dropped_total{reason=\"too_large\"} 1")
+        );
         srv.stop().await;
     });
 }

@@ -52,7 +52,9 @@ pub async fn demo_loop(app: Arc<App>) {
 }
 
 fn pick(rng: &mut Rng, list: &[String]) -> String {
-    list.get(rng.below(list.len().max(1) as u64) as usize).cloned().unwrap_or_default()
+    list.get(rng.below(list.len().max(1) as u64) as usize)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// xorshift64: plenty for picking demo chatters.

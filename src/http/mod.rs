@@ -69,8 +69,12 @@ pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: Socket
         let mut keep_alive = req.keep_alive() && !app.is_draining();
         let resp = match action {
             Action::Upgrade(up) => {
-                app.metrics
-                    .observe_http(req.method.as_str(), route.name, 101, started.elapsed().as_secs_f64());
+                app.metrics.observe_http(
+                    req.method.as_str(),
+                    route.name,
+                    101,
+                    started.elapsed().as_secs_f64(),
+                );
                 routes::finish_upgrade(app, stream, std::mem::take(&mut buf), up).await;
                 return;
             }
@@ -95,16 +99,31 @@ pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: Socket
         };
         let status = resp.status;
         let ok = write_response(&mut stream, &resp, keep_alive, head_only).await;
-        app.metrics
-            .observe_http(req.method.as_str(), route.name, status, started.elapsed().as_secs_f64());
-        log::debug!("{} {} {} {}", req.client_ip, req.method.as_str(), req.path, status);
+        app.metrics.observe_http(
+            req.method.as_str(),
+            route.name,
+            status,
+            started.elapsed().as_secs_f64(),
+        );
+        log::debug!(
+            "{} {} {} {}",
+            req.client_ip,
+            req.method.as_str(),
+            req.path,
+            status
+        );
         if !ok || !keep_alive {
             return;
         }
     }
 }
 
-async fn read_head(app: &App, stream: &mut TcpStream, buf: &mut Vec<u8>, peer: IpAddr) -> HeadOutcome {
+async fn read_head(
+    app: &App,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    peer: IpAddr,
+) -> HeadOutcome {
     let deadline = Instant::now() + app.config.limits.http_head_timeout;
     let mut chunk = [0u8; 2048];
     loop {
@@ -112,8 +131,12 @@ async fn read_head(app: &App, stream: &mut TcpStream, buf: &mut Vec<u8>, peer: I
             match parse_head(buf, peer) {
                 Ok((req, len)) => return HeadOutcome::Head(req, len),
                 Err(HeadError::Incomplete) => {}
-                Err(HeadError::TooLarge) => return HeadOutcome::Error(ApiError::HeadTooLarge, BadRequest::HeadTooLarge),
-                Err(HeadError::Malformed(_)) => return HeadOutcome::Error(ApiError::Malformed, BadRequest::Malformed),
+                Err(HeadError::TooLarge) => {
+                    return HeadOutcome::Error(ApiError::HeadTooLarge, BadRequest::HeadTooLarge);
+                }
+                Err(HeadError::Malformed(_)) => {
+                    return HeadOutcome::Error(ApiError::Malformed, BadRequest::Malformed);
+                }
             }
         }
         let read = async { stream.read(&mut chunk).await.ok() };
@@ -144,9 +167,13 @@ async fn check_body(
 ) -> Result<Vec<u8>, (ApiError, BadRequest)> {
     let len = match request::body_length(req) {
         BodyLength::None => return Ok(Vec::new()),
-        BodyLength::Chunked => return Err((ApiError::LengthRequired, BadRequest::UnsupportedEncoding)),
+        BodyLength::Chunked => {
+            return Err((ApiError::LengthRequired, BadRequest::UnsupportedEncoding));
+        }
         BodyLength::Invalid => return Err((ApiError::Malformed, BadRequest::Malformed)),
-        BodyLength::Exactly(n) if n > limit => return Err((ApiError::BodyTooLarge, BadRequest::BodyTooLarge)),
+        BodyLength::Exactly(n) if n > limit => {
+            return Err((ApiError::BodyTooLarge, BadRequest::BodyTooLarge));
+        }
         BodyLength::Exactly(n) => n,
     };
     let deadline = Instant::now() + BODY_TIMEOUT;
@@ -164,7 +191,12 @@ async fn check_body(
     Ok(buf.drain(..len).collect())
 }
 
-pub async fn write_response(stream: &mut TcpStream, resp: &Response, keep_alive: bool, head_only: bool) -> bool {
+pub async fn write_response(
+    stream: &mut TcpStream,
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+) -> bool {
     let mut out = Vec::with_capacity(512 + resp.body.len());
     resp.write_to(&mut out, keep_alive, head_only);
     let write = async { stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok() };

@@ -126,7 +126,9 @@ pub fn parse_head(buf: &[u8], peer: IpAddr) -> Result<(Request, usize), HeadErro
     let method = Method::parse(req.method.unwrap_or(""));
     let target = req.path.unwrap_or("");
     if !target.starts_with('/') {
-        return Err(HeadError::Malformed("request target must be an absolute path"));
+        return Err(HeadError::Malformed(
+            "request target must be an absolute path",
+        ));
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut owned = Vec::with_capacity(req.headers.len());

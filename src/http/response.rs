@@ -28,7 +28,11 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn new(status: u16, content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
+    pub fn new(
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> Self {
         Response {
             status,
             headers: vec![("content-type", Cow::Borrowed(content_type))],
@@ -168,7 +172,11 @@ impl ApiError {
             ApiError::NotFound => (404, "not_found", "no such route"),
             ApiError::MethodNotAllowed(_) => (405, "method_not_allowed", "method not allowed"),
             ApiError::HeadTooLarge => (431, "head_too_large", "request head larger than 8 KiB"),
-            ApiError::BodyTooLarge => (413, "body_too_large", "request body too large for this route"),
+            ApiError::BodyTooLarge => (
+                413,
+                "body_too_large",
+                "request body too large for this route",
+            ),
             ApiError::LengthRequired => (
                 411,
                 "length_required",
@@ -234,7 +242,9 @@ mod tests {
         assert!(text.contains("allow: GET, HEAD\r\n"));
         assert!(text.contains("x-content-type-options: nosniff\r\n"));
         assert!(text.contains("frame-ancestors 'none'"));
-        assert!(text.ends_with("{\"error\":\"method not allowed\",\"type\":\"method_not_allowed\"}"));
+        assert!(
+            text.ends_with("{\"error\":\"method not allowed\",\"type\":\"method_not_allowed\"}")
+        );
     }
 
     #[test]
@@ -254,6 +264,9 @@ mod tests {
         let mut s = String::new();
         json_escape("a\"b\\\n</script>\u{1}", &mut s);
         assert_eq!(s, "a\\\"b\\\\\\n\\u003c/script>\\u0001");
-        assert_eq!(html_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            html_escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

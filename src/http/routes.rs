@@ -28,7 +28,10 @@ pub struct Route {
 }
 
 const fn route_named(name: &'static str) -> Route {
-    Route { name, body_limit: 0 }
+    Route {
+        name,
+        body_limit: 0,
+    }
 }
 
 /// Everything needed to finish an overlay upgrade after the 101.
@@ -49,20 +52,48 @@ pub fn route(app: &Arc<App>, req: &Request) -> (Route, Action) {
     let get = matches!(req.method, Method::Get | Method::Head);
     let (route, action) = match segments.as_slice() {
         [""] => (route_named("/"), get.then(|| landing(app, req))),
-        ["overlay", token] => (route_named("/overlay/{token}"), get.then(|| overlay_page(app, token))),
+        ["overlay", token] => (
+            route_named("/overlay/{token}"),
+            get.then(|| overlay_page(app, token)),
+        ),
         ["ws", "overlay", token] => (
             route_named("/ws/overlay/{token}"),
             (req.method == Method::Get).then(|| overlay_socket(app, req, token)),
         ),
-        ["health", "live"] => (route_named("/health/live"), get.then(|| Action::Respond(live(app)))),
-        ["health", "ready"] => (route_named("/health/ready"), get.then(|| Action::Respond(ready(app)))),
-        ["health", "startup"] => (route_named("/health/startup"), get.then(|| Action::Respond(startup(app)))),
-        ["metrics"] => (route_named("/metrics"), get.then(|| Action::Respond(metrics(app)))),
-        ["version"] => (route_named("/version"), get.then(|| Action::Respond(version()))),
-        _ => return (route_named("unmatched"), Action::Respond(ApiError::NotFound.response())),
+        ["health", "live"] => (
+            route_named("/health/live"),
+            get.then(|| Action::Respond(live(app))),
+        ),
+        ["health", "ready"] => (
+            route_named("/health/ready"),
+            get.then(|| Action::Respond(ready(app))),
+        ),
+        ["health", "startup"] => (
+            route_named("/health/startup"),
+            get.then(|| Action::Respond(startup(app))),
+        ),
+        ["metrics"] => (
+            route_named("/metrics"),
+            get.then(|| Action::Respond(metrics(app))),
+        ),
+        ["version"] => (
+            route_named("/version"),
+            get.then(|| Action::Respond(version())),
+        ),
+        _ => {
+            return (
+                route_named("unmatched"),
+                Action::Respond(ApiError::NotFound.response()),
+            );
+        }
     };
-    let allow = if route.name == "/ws/overlay/{token}" { "GET" } else { "GET, HEAD" };
-    let action = action.unwrap_or_else(|| Action::Respond(ApiError::MethodNotAllowed(allow).response()));
+    let allow = if route.name == "/ws/overlay/{token}" {
+        "GET"
+    } else {
+        "GET, HEAD"
+    };
+    let action =
+        action.unwrap_or_else(|| Action::Respond(ApiError::MethodNotAllowed(allow).response()));
     (route, action)
 }
 
@@ -80,7 +111,9 @@ fn ready(app: &App) -> Response {
         Ok(()) => json_status(200, "{\"status\":\"ready\"}".into()),
         Err((check, error)) => json_status(
             503,
-            format!("{{\"status\":\"unhealthy\",\"failed_check\":\"{check}\",\"error\":\"{error}\"}}"),
+            format!(
+                "{{\"status\":\"unhealthy\",\"failed_check\":\"{check}\",\"error\":\"{error}\"}}"
+            ),
         ),
     }
 }
@@ -91,14 +124,19 @@ fn startup(app: &App) -> Response {
     } else {
         json_status(
             503,
-            "{\"status\":\"unhealthy\",\"failed_check\":\"startup\",\"error\":\"still starting\"}".into(),
+            "{\"status\":\"unhealthy\",\"failed_check\":\"startup\",\"error\":\"still starting\"}"
+                .into(),
         )
     }
 }
 
 fn metrics(app: &App) -> Response {
-    Response::new(200, crate::metrics::CONTENT_TYPE, app.metrics.render().into_bytes())
-        .header("cache-control", "no-store")
+    Response::new(
+        200,
+        crate::metrics::CONTENT_TYPE,
+        app.metrics.render().into_bytes(),
+    )
+    .header("cache-control", "no-store")
 }
 
 fn version() -> Response {
@@ -115,7 +153,11 @@ fn version() -> Response {
 fn overlay_page(app: &App, token: &str) -> Action {
     // An unknown token still gets the page (with 404): in OBS the streamer then
     // sees "overlay URL no longer valid" instead of raw JSON on stream.
-    let status = if app.hub.token_exists(token) { 200 } else { 404 };
+    let status = if app.hub.token_exists(token) {
+        200
+    } else {
+        404
+    };
     let mut resp = Response::html(OVERLAY_HTML.as_bytes())
         .framing(Framing::Overlay)
         .header("cache-control", "no-store");
@@ -147,7 +189,11 @@ fn landing(app: &App, req: &Request) -> Action {
 fn is_local(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
     }
 }
 
@@ -190,18 +236,21 @@ fn origin_allowed(app: &App, req: &Request) -> bool {
     let host_origin = origin.split_once("://").map(|(_, h)| h);
     // Same origin: the page we served opening its own socket.
     if let (Some(h), Some(host)) = (host_origin, req.header("host"))
-        && h.eq_ignore_ascii_case(host) {
-            return true;
-        }
+        && h.eq_ignore_ascii_case(host)
+    {
+        return true;
+    }
     if let Some(public) = &app.config.server.public_url
-        && public.trim_end_matches('/').eq_ignore_ascii_case(origin) {
-            return true;
-        }
+        && public.trim_end_matches('/').eq_ignore_ascii_case(origin)
+    {
+        return true;
+    }
     if app.config.server.dev
-        && let Some(h) = host_origin {
-            let name = h.rsplit_once(':').map_or(h, |(n, _)| n);
-            return matches!(name, "localhost" | "127.0.0.1" | "[::1]");
-        }
+        && let Some(h) = host_origin
+    {
+        let name = h.rsplit_once(':').map_or(h, |(n, _)| n);
+        return matches!(name, "localhost" | "127.0.0.1" | "[::1]");
+    }
     false
 }
 
@@ -221,7 +270,10 @@ fn overlay_socket(app: &Arc<App>, req: &Request, token: &str) -> Action {
         return Action::Respond(resp.header("sec-websocket-version", "13"));
     }
     let Some(key) = req.header("sec-websocket-key").filter(|k| k.len() == 24) else {
-        return reject(ApiError::BadWebSocket("missing Sec-WebSocket-Key"), RejectReason::BadRequest);
+        return reject(
+            ApiError::BadWebSocket("missing Sec-WebSocket-Key"),
+            RejectReason::BadRequest,
+        );
     };
     if !origin_allowed(app, req) {
         return reject(ApiError::OriginForbidden, RejectReason::Origin);
@@ -246,7 +298,10 @@ fn overlay_socket(app: &Arc<App>, req: &Request, token: &str) -> Action {
         Ok(sub) => Grant::Overlay(sub, permit),
         Err(SubscribeError::UnknownToken) => Grant::Invalid,
         Err(SubscribeError::BroadcasterFull) => {
-            return reject(ApiError::TooManyPerBroadcaster, RejectReason::BroadcasterLimit);
+            return reject(
+                ApiError::TooManyPerBroadcaster,
+                RejectReason::BroadcasterLimit,
+            );
         }
     };
     Action::Upgrade(Upgrade { accept_key, grant })
@@ -271,7 +326,9 @@ pub async fn finish_upgrade(app: Arc<App>, mut stream: TcpStream, leftover: Vec<
             crate::ws::serve_overlay(app, stream, leftover, sub, permit).await;
         }
         Grant::Invalid => {
-            app.metrics.ws_connections.inc(WsConnectResult::UnknownToken);
+            app.metrics
+                .ws_connections
+                .inc(WsConnectResult::UnknownToken);
             crate::ws::close_invalid(app, stream, CLOSE_TOKEN_INVALID).await;
         }
     }

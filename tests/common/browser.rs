@@ -139,50 +139,81 @@ impl Browser {
         };
 
         // A thread owns stderr for the browser's whole life: it hands over the DevTools
-        // URL, then keeps draining so Chromium never blocks on a full pipe.
+        // URL (or, if Chromium dies first, its last words), then keeps draining so
+        // Chromium never blocks on a full pipe.
         let stderr = process.child.stderr.take().expect("stderr is piped");
-        let (tx, rx) = smol::channel::bounded::<String>(1);
+        let (tx, rx) = smol::channel::bounded::<Result<String, String>>(1);
         std::thread::spawn(move || {
+            let mut tail = Vec::new();
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(at) = line.find("ws://") {
-                    let _ = tx.try_send(line[at..].trim().to_string());
+                match line.find("DevTools listening on ws://") {
+                    Some(at) => drop(tx.try_send(Ok(line[at + 22..].trim().to_string()))),
+                    None if tail.len() < 20 => tail.push(line),
+                    None => {}
                 }
             }
+            let _ = tx.try_send(Err(tail.join("\n")));
         });
-        let url = async { rx.recv().await.ok() }
+        let url = async { rx.recv().await.unwrap_or_else(|_| Err(String::new())) }
             .or(async {
                 smol::Timer::after(LAUNCH_DEADLINE).await;
-                None
+                Err(format!(
+                    "no `DevTools listening on ws://…` line within {LAUNCH_DEADLINE:?}"
+                ))
             })
-            .await;
-        let url = url.ok_or_else(|| {
-            format!("chromium did not print `DevTools listening on ws://…` within {LAUNCH_DEADLINE:?}")
-        })?;
+            .await
+            .map_err(|why| format!("chromium at {} did not start: {why}", exe.display()))?;
 
         let ws = connect_ws(&url).await?;
-        Ok(Browser { ws: Mutex::new(ws), next_id: AtomicU64::new(1), _process: process })
+        Ok(Browser {
+            ws: Mutex::new(ws),
+            next_id: AtomicU64::new(1),
+            _process: process,
+        })
     }
 
     /// Opens `url` in a new tab and waits until its document has loaded.
     pub async fn open(&self, url: &str) -> Result<Page<'_>, String> {
         let created: TargetCreated = self
-            .call_json(None, "Target.createTarget", &format!(r#"{{"url":{}}}"#, url.serialize_json()))
+            .call_json(
+                None,
+                "Target.createTarget",
+                &format!(r#"{{"url":{}}}"#, url.serialize_json()),
+            )
             .await?;
         let attached: Attached = self
             .call_json(
                 None,
                 "Target.attachToTarget",
-                &format!(r#"{{"targetId":{},"flatten":true}}"#, created.target_id.serialize_json()),
+                &format!(
+                    r#"{{"targetId":{},"flatten":true}}"#,
+                    created.target_id.serialize_json()
+                ),
             )
             .await?;
-        let page = Page { browser: self, session: attached.session_id };
-        page.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'", Duration::from_secs(15))
+        let page = Page {
+            browser: self,
+            session: attached.session_id,
+        };
+        let href = page
+            .wait_for(
+                "document.readyState === 'complete' && location.href !== 'about:blank' && location.href",
+                Duration::from_secs(15),
+            )
             .await?;
+        if href.starts_with("chrome-error:") {
+            return Err(format!("could not load {url}"));
+        }
         Ok(page)
     }
 
-    async fn call_json<T: DeJson>(&self, session: Option<&str>, method: &str, params: &str) -> Result<T, String> {
+    async fn call_json<T: DeJson>(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: &str,
+    ) -> Result<T, String> {
         let reply = self.call(session, method, params).await?;
         ResultOf::<T>::deserialize_json(&reply)
             .map(|r| r.result)
@@ -190,22 +221,38 @@ impl Browser {
     }
 
     /// Sends one command and returns the whole reply text (`{"id":..,"result":..}`).
-    async fn call(&self, session: Option<&str>, method: &str, params: &str) -> Result<String, String> {
+    async fn call(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: &str,
+    ) -> Result<String, String> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let session = session.map(|s| format!(r#","sessionId":{}"#, s.serialize_json())).unwrap_or_default();
-        let request = format!(r#"{{"id":{id},"method":{}{session},"params":{params}}}"#, method.serialize_json());
+        let session = session
+            .map(|s| format!(r#","sessionId":{}"#, s.serialize_json()))
+            .unwrap_or_default();
+        let request = format!(
+            r#"{{"id":{id},"method":{}{session},"params":{params}}}"#,
+            method.serialize_json()
+        );
         let exchange = async {
             let mut ws = self.ws.lock().await;
-            ws.send(Message::text(request)).await.map_err(|e| format!("{method}: send: {e}"))?;
+            ws.send(Message::text(request))
+                .await
+                .map_err(|e| format!("{method}: send: {e}"))?;
             loop {
                 let text = match ws.next().await {
                     Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Close(_))) | None => return Err(format!("{method}: browser closed the connection")),
+                    Some(Ok(Message::Close(_))) | None => {
+                        return Err(format!("{method}: browser closed the connection"));
+                    }
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => return Err(format!("{method}: receive: {e}")),
                 };
                 // Events carry no id; replies to earlier (timed-out) commands carry another one.
-                let Ok(reply) = Reply::deserialize_json(&text) else { continue };
+                let Ok(reply) = Reply::deserialize_json(&text) else {
+                    continue;
+                };
                 if reply.id != Some(id) {
                     continue;
                 }
@@ -227,8 +274,12 @@ impl Browser {
 impl Page<'_> {
     /// Sets the viewport (CSS pixels, scale 1), as an OBS browser source of that size would.
     pub async fn set_viewport(&self, width: u32, height: u32) -> Result<(), String> {
-        let params = format!(r#"{{"width":{width},"height":{height},"deviceScaleFactor":1,"mobile":false}}"#);
-        self.call("Emulation.setDeviceMetricsOverride", &params).await.map(drop)
+        let params = format!(
+            r#"{{"width":{width},"height":{height},"deviceScaleFactor":1,"mobile":false}}"#
+        );
+        self.call("Emulation.setDeviceMetricsOverride", &params)
+            .await
+            .map(drop)
     }
 
     async fn call(&self, method: &str, params: &str) -> Result<String, String> {
@@ -242,20 +293,34 @@ impl Page<'_> {
             "Promise.resolve((\n{}\n)).then(v => typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v)))",
             js.trim().trim_end_matches(';')
         );
-        let params = format!(r#"{{"expression":{},"returnByValue":true,"awaitPromise":true}}"#, wrapped.serialize_json());
-        let done: Evaluated = self.browser.call_json(Some(&self.session), "Runtime.evaluate", &params).await?;
+        let params = format!(
+            r#"{{"expression":{},"returnByValue":true,"awaitPromise":true}}"#,
+            wrapped.serialize_json()
+        );
+        let done: Evaluated = self
+            .browser
+            .call_json(Some(&self.session), "Runtime.evaluate", &params)
+            .await?;
         if let Some(ex) = done.exception_details {
             let detail = ex.exception.and_then(|e| e.description).unwrap_or(ex.text);
             return Err(format!("`{}` threw: {detail}", clip(js)));
         }
-        Ok(done.result.value.or(done.result.description).unwrap_or_default())
+        Ok(done
+            .result
+            .value
+            .or(done.result.description)
+            .unwrap_or_default())
     }
 
     /// Polls `condition` every 50 ms until it is truthy; returns its (stringified) value.
     /// On timeout the error names the condition and its last value or error.
     pub async fn wait_for(&self, condition: &str, timeout: Duration) -> Result<String, String> {
         const FALSY: &str = "\u{1}falsy";
-        let probe = format!("((v) => v ? v : '{}')(\n{}\n)", FALSY, condition.trim().trim_end_matches(';'));
+        let probe = format!(
+            "((v) => v ? v : '{}')(\n{}\n)",
+            FALSY,
+            condition.trim().trim_end_matches(';')
+        );
         let deadline = Instant::now() + timeout;
         let mut last;
         loop {
@@ -266,7 +331,9 @@ impl Page<'_> {
                 Err(e) => last = e,
             }
             if Instant::now() >= deadline {
-                return Err(format!("timed out after {timeout:?} waiting for `{condition}` (last: {last})"));
+                return Err(format!(
+                    "timed out after {timeout:?} waiting for `{condition}` (last: {last})"
+                ));
             }
             smol::Timer::after(POLL_INTERVAL).await;
         }
@@ -276,7 +343,11 @@ impl Page<'_> {
     pub async fn screenshot(&self, path: &Path) -> Result<(), String> {
         let shot: Screenshot = self
             .browser
-            .call_json(Some(&self.session), "Page.captureScreenshot", r#"{"format":"png"}"#)
+            .call_json(
+                Some(&self.session),
+                "Page.captureScreenshot",
+                r#"{"format":"png"}"#,
+            )
             .await?;
         let png = base64_decode(&shot.data)?;
         if let Some(dir) = path.parent() {
@@ -299,7 +370,10 @@ impl Drop for Process {
         // A plain SIGKILL orphans them, and in a container without an init they linger
         // as zombies. std has no SIGTERM, hence the `kill` binary.
         let pid = self.child.id().to_string();
-        let termed = Command::new("kill").args(["-TERM", &pid]).stderr(Stdio::null()).status();
+        let termed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stderr(Stdio::null())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while termed.is_ok() && Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -339,7 +413,9 @@ async fn connect_ws(url: &str) -> Result<WebSocketStream<TcpStream>, String> {
         .strip_prefix("ws://")
         .and_then(|rest| rest.split('/').next())
         .ok_or_else(|| format!("unexpected DevTools URL {url}"))?;
-    let tcp = TcpStream::connect(host).await.map_err(|e| format!("connect {host}: {e}"))?;
+    let tcp = TcpStream::connect(host)
+        .await
+        .map_err(|e| format!("connect {host}: {e}"))?;
     let (ws, _) = async_tungstenite::client_async(url, tcp)
         .await
         .map_err(|e| format!("DevTools handshake with {url}: {e}"))?;

@@ -77,7 +77,11 @@ impl TestServer {
         Self::start_with(ONE_CHANNEL, None, None).await
     }
 
-    pub async fn start_with(toml: &str, data_dir: Option<PathBuf>, addr: Option<SocketAddr>) -> TestServer {
+    pub async fn start_with(
+        toml: &str,
+        data_dir: Option<PathBuf>,
+        addr: Option<SocketAddr>,
+    ) -> TestServer {
         let mut config = chatpulse::config::from_toml_str(toml).expect("test config");
         config.server.listen = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let data_dir = data_dir.unwrap_or_else(|| temp_dir("srv"));
@@ -122,7 +126,12 @@ impl TestServer {
     }
 
     /// Injects one chat line through the chat entry point.
-    pub async fn chat(&self, login: &str, chatter: &str, text: &str) -> chatpulse::metrics::VoteResult {
+    pub async fn chat(
+        &self,
+        login: &str,
+        chatter: &str,
+        text: &str,
+    ) -> chatpulse::metrics::VoteResult {
         let msg = ChatMessage {
             source: ChatSource::Test,
             channel: login.into(),
@@ -144,7 +153,9 @@ impl TestServer {
         let dir = self.data_dir.clone();
         // Joins the node's threads, so its stores are closed when this returns.
         let server = self.server;
-        smol::unblock(move || server.wait()).await.expect("clean shutdown");
+        smol::unblock(move || server.wait())
+            .await
+            .expect("clean shutdown");
         dir
     }
 }
@@ -197,7 +208,11 @@ impl Overlay {
         Self::connect_with(addr, token, &[]).await
     }
 
-    pub async fn connect_with(addr: SocketAddr, token: &str, headers: &[(&str, &str)]) -> Result<Overlay, String> {
+    pub async fn connect_with(
+        addr: SocketAddr,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Overlay, String> {
         use async_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("ws://{addr}/ws/overlay/{token}")
             .into_client_request()
@@ -221,10 +236,13 @@ impl Overlay {
             loop {
                 match self.ws.next().await {
                     Some(Ok(Message::Text(t))) => {
-                        let f = Frame::deserialize_json(&t).unwrap_or_else(|e| panic!("bad frame {t}: {e}"));
+                        let f = Frame::deserialize_json(&t)
+                            .unwrap_or_else(|e| panic!("bad frame {t}: {e}"));
                         return Received::Frame(f);
                     }
-                    Some(Ok(Message::Close(c))) => return Received::Closed(c.map(|c| c.code.into())),
+                    Some(Ok(Message::Close(c))) => {
+                        return Received::Closed(c.map(|c| c.code.into()));
+                    }
                     Some(Ok(_)) => continue,
                     Some(Err(_)) | None => return Received::Closed(None),
                 }
@@ -282,7 +300,11 @@ pub async fn read_response(s: &mut TcpStream) -> Option<(u16, String, String)> {
             let head = String::from_utf8_lossy(&buf[..pos]).to_string();
             let len = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
                 .unwrap_or(0);
             let is_head = false;
             let _ = is_head;
@@ -311,7 +333,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    http_raw(addr, format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("response")
+    http_raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("response")
 }
