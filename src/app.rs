@@ -4,7 +4,7 @@
 //! live in one test process.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use smol::channel::{Receiver, Sender};
@@ -38,6 +38,8 @@ pub struct App {
     inflight: Arc<AtomicUsize>,
     /// First failing store check, refreshed by the health loop.
     store_fault: Mutex<Option<(&'static str, String)>>,
+    /// The node's executor; weak, so the executor and the app do not keep each other alive.
+    executor: OnceLock<Weak<smol::Executor<'static>>>,
 }
 
 /// Counts a request in progress for the graceful-shutdown wait.
@@ -73,6 +75,18 @@ impl App {
             shutdown_rx,
             inflight: Arc::new(AtomicUsize::new(0)),
             store_fault: Mutex::new(None),
+            executor: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn set_executor(&self, ex: &Arc<smol::Executor<'static>>) {
+        let _ = self.executor.set(Arc::downgrade(ex));
+    }
+
+    /// Runs `fut` as its own task on the node's executor (dropped if the node is gone).
+    pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(ex) = self.executor.get().and_then(Weak::upgrade) {
+            ex.spawn(fut).detach();
         }
     }
 

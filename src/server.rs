@@ -103,6 +103,7 @@ impl Server {
         }
 
         let ex = Arc::new(Executor::new());
+        app.set_executor(&ex);
         let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
         let (done_tx, done_rx) = smol::channel::bounded(1);
         let (exit_tx, exit_rx) = smol::channel::bounded::<()>(1);

@@ -75,7 +75,14 @@ pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: Socket
                     101,
                     started.elapsed().as_secs_f64(),
                 );
-                routes::finish_upgrade(app, stream, std::mem::take(&mut buf), up).await;
+                // Bytes already read past the head belong to the socket; an idle
+                // overlay should not keep the head buffer's capacity.
+                let mut leftover = std::mem::take(&mut buf);
+                leftover.shrink_to_fit();
+                // The socket lives on as its own task, so this HTTP task (and its
+                // buffers) end here: an idle overlay costs only its socket state.
+                let app2 = Arc::clone(&app);
+                app.spawn(routes::finish_upgrade(app2, stream, leftover, up));
                 return;
             }
             Action::Respond(resp) => resp,
@@ -125,7 +132,6 @@ async fn read_head(
     peer: IpAddr,
 ) -> HeadOutcome {
     let deadline = Instant::now() + app.config.limits.http_head_timeout;
-    let mut chunk = [0u8; 2048];
     loop {
         if !buf.is_empty() {
             match parse_head(buf, peer) {
@@ -139,12 +145,7 @@ async fn read_head(
                 }
             }
         }
-        let read = async { stream.read(&mut chunk).await.ok() };
-        let timed = read.or(async {
-            Timer::at(deadline).await;
-            None
-        });
-        match timed.await {
+        match read_more(stream, buf, deadline).await {
             Some(0) | None if buf.is_empty() => return HeadOutcome::Closed,
             Some(0) => return HeadOutcome::Closed,
             None => {
@@ -152,7 +153,7 @@ async fn read_head(
                 app.metrics.http_bad_requests.inc(BadRequest::HeadTimeout);
                 return HeadOutcome::Closed;
             }
-            Some(n) => buf.extend_from_slice(&chunk[..n]),
+            Some(_) => {}
         }
     }
 }
@@ -177,18 +178,28 @@ async fn check_body(
         BodyLength::Exactly(n) => n,
     };
     let deadline = Instant::now() + BODY_TIMEOUT;
-    let mut chunk = [0u8; 4096];
     while buf.len() < len {
-        let read = async { stream.read(&mut chunk).await.ok() }.or(async {
-            Timer::at(deadline).await;
-            None
-        });
-        match read.await {
-            Some(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+        match read_more(stream, buf, deadline).await {
+            Some(n) if n > 0 => {}
             _ => return Err((ApiError::Malformed, BadRequest::Malformed)),
         }
     }
     Ok(buf.drain(..len).collect())
+}
+
+/// Appends one read's worth of bytes to `buf` (heap, not stack: an idle
+/// connection's task stays small). `None` at the deadline or on an error.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> Option<usize> {
+    const READ_CHUNK: usize = 2048;
+    let start = buf.len();
+    buf.resize(start + READ_CHUNK, 0);
+    let read = async { stream.read(&mut buf[start..]).await.ok() }.or(async {
+        Timer::at(deadline).await;
+        None
+    });
+    let n = read.await;
+    buf.truncate(start + n.unwrap_or(0));
+    n
 }
 
 pub async fn write_response(
