@@ -91,6 +91,10 @@ pub fn run(command: Command, mut config: Config) -> Result<(), Error> {
             } else {
                 Mode::Serve
             };
+            if mode == Mode::Demo {
+                // The demo is synthetic chat only: no Twitch connection.
+                config.twitch.source = crate::config::ChatSourceKind::None;
+            }
             if mode == Mode::Demo && config.channels.is_empty() {
                 config.channels.push(config::ChannelSeed {
                     login: "demo".into(),

@@ -23,6 +23,8 @@
 //! | [`chat`] | chat sources (the `demo` source today), all feeding [`hub::Hub::chat`] |
 //! | [`store`] | `sqlite` (streamers, configs, audit) and `state` (redb: vote logs, node id) |
 //! | [`metrics`] | counters, histograms and the Prometheus text writer |
+//! | [`tls`] | rustls (ring) on smol: client/server configs, plain-or-TLS streams |
+//! | [`twitch`] | Twitch's HTTP APIs (OAuth, Helix) over a small HTTP/1.1 client |
 //!
 //! Assets (`assets/overlay.html`, `assets/landing.html`) are embedded with `include_str!`.
 
@@ -39,6 +41,8 @@ pub mod metrics;
 pub mod sentiment;
 pub mod server;
 pub mod store;
+pub mod tls;
+pub mod twitch;
 pub mod ws;
 
 pub use chat::ChatMessage;

@@ -50,6 +50,14 @@ const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 /// /proc/self/status (VmRSS/VmSize in kB), needs no page size at all.
 const FALLBACK_PAGE_SIZE: u64 = 4096;
 
+impl<L: Label + std::fmt::Debug, const N: usize> std::fmt::Debug for GaugeVec<L, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(L::ALL.iter().map(|l| (l, self.get(*l))))
+            .finish()
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Primitive metric types
 // ---------------------------------------------------------------------------------------
@@ -370,6 +378,43 @@ impl<L: Label, const N: usize> CounterVec<L, N> {
     }
 }
 
+/// A gauge per label value (fixed set), like [`CounterVec`].
+pub struct GaugeVec<L: Label, const N: usize> {
+    gauges: [Gauge; N],
+    _label: PhantomData<fn() -> L>,
+}
+
+impl<L: Label, const N: usize> GaugeVec<L, N> {
+    pub const fn new() -> Self {
+        const {
+            assert!(
+                L::ALL.len() == N,
+                "GaugeVec size must equal the label count"
+            )
+        };
+        Self {
+            gauges: [const { Gauge::new() }; N],
+            _label: PhantomData,
+        }
+    }
+
+    #[inline]
+    pub fn set(&self, l: L, v: i64) {
+        self.gauges[l.index()].set(v);
+    }
+
+    #[inline]
+    pub fn get(&self, l: L) -> i64 {
+        self.gauges[l.index()].get()
+    }
+}
+
+impl<L: Label, const N: usize> Default for GaugeVec<L, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<L: Label, const N: usize> Default for CounterVec<L, N> {
     fn default() -> Self {
         Self::new()
@@ -449,6 +494,12 @@ pub struct Metrics {
 
     /// `chat_messages_received_total{source}`
     pub chat_messages_received: CounterVec<ChatSource, { ChatSource::COUNT }>,
+    /// `chat_source_connected{source}`: 1 while the source's connection is up.
+    pub chat_source_connected: GaugeVec<ChatSource, { ChatSource::COUNT }>,
+    /// `chat_source_reconnects_total{source}`
+    pub chat_source_reconnects: CounterVec<ChatSource, { ChatSource::COUNT }>,
+    /// `chat_source_last_message_timestamp_seconds{source}` (Unix seconds, 0 = never).
+    pub chat_source_last_message: GaugeVec<ChatSource, { ChatSource::COUNT }>,
     /// `chat_lines_dropped_total{reason}`
     pub chat_lines_dropped: CounterVec<ChatDropReason, { ChatDropReason::COUNT }>,
 
@@ -487,6 +538,9 @@ impl Metrics {
             vote_processing_duration: Histogram::new(VOTE_PROCESSING_BUCKETS),
             vote_trigger_matches: CounterVec::new(),
             chat_messages_received: CounterVec::new(),
+            chat_source_connected: GaugeVec::new(),
+            chat_source_reconnects: CounterVec::new(),
+            chat_source_last_message: GaugeVec::new(),
             chat_lines_dropped: CounterVec::new(),
             store_flush: CounterVec::new(),
             store_flush_duration: Histogram::new(STORE_FLUSH_BUCKETS),
@@ -667,6 +721,27 @@ impl Metrics {
             "source",
             &self.chat_messages_received,
         );
+        gauge_vec(
+            out,
+            "chat_source_connected",
+            "1 while the chat source's connection to Twitch is up.",
+            "source",
+            &self.chat_source_connected,
+        );
+        counter_vec(
+            out,
+            "chat_source_reconnects_total",
+            "Reconnections of the chat source to Twitch.",
+            "source",
+            &self.chat_source_reconnects,
+        );
+        gauge_vec(
+            out,
+            "chat_source_last_message_timestamp_seconds",
+            "Unix time of the last chat message from the source (0 = none yet).",
+            "source",
+            &self.chat_source_last_message,
+        );
         counter_vec(
             out,
             "chat_lines_dropped_total",
@@ -810,6 +885,24 @@ fn counter_vec<L: Label, const N: usize>(
     vec: &CounterVec<L, N>,
 ) {
     header(out, name, help, "counter");
+    for l in L::ALL {
+        out.push_str(name);
+        out.push('{');
+        out.push_str(label);
+        out.push_str("=\"");
+        escape_label_value(out, l.as_str());
+        let _ = writeln!(out, "\"}} {}", vec.get(*l));
+    }
+}
+
+fn gauge_vec<L: Label, const N: usize>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    vec: &GaugeVec<L, N>,
+) {
+    header(out, name, help, "gauge");
     for l in L::ALL {
         out.push_str(name);
         out.push('{');

@@ -235,6 +235,7 @@ async fn run(
     let health = ex.spawn(health_loop(Arc::clone(&app)));
     let demo =
         (mode == Mode::Demo).then(|| ex.spawn(crate::chat::demo::demo_loop(Arc::clone(&app))));
+    let source = crate::chat::spawn_source(&ex, &app);
 
     let _ = stop.recv().await;
     log::info!("shutdown: readiness now 503");
@@ -250,6 +251,9 @@ async fn run(
     accept.cancel().await;
     if let Some(demo) = demo {
         demo.cancel().await;
+    }
+    if let Some(source) = source {
+        source.cancel().await;
     }
     log::info!("shutdown: listener closed; closing overlays with 1001");
     app.close_connections();

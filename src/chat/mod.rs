@@ -4,6 +4,10 @@
 
 pub mod demo;
 
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::config::ChatSourceKind;
 pub use crate::metrics::ChatSource;
 
 /// One chat line, as every source delivers it.
@@ -23,3 +27,20 @@ pub struct ChatMessage {
 
 /// Longest chat text we look at; Twitch caps messages at 500 characters.
 pub const MAX_TEXT_BYTES: usize = 2048;
+
+/// Starts the configured Twitch source as a task (it reconnects on its own and
+/// ends only when cancelled at shutdown).
+pub fn spawn_source(ex: &smol::Executor<'static>, app: &Arc<App>) -> Option<smol::Task<()>> {
+    let app = Arc::clone(app);
+    match app.config.twitch.source {
+        ChatSourceKind::None => None,
+        kind => {
+            log::warn!(
+                "chat source {} is not available in this build yet",
+                kind.as_str()
+            );
+            let _ = ex;
+            None
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use log::LevelFilter;
 use nanoserde::Toml;
 
-use super::{Config, ConfigError, IpNet, LogFormat};
+use super::{ChatSourceKind, Config, ConfigError, IpNet, LogFormat};
 use crate::channel;
 
 /// A scalar key: its `section.key` name and how to set it from a file or text value.
@@ -63,6 +63,19 @@ pub(super) const KEYS: &[Key] = &[
     key!(votes.bucket_refill_per_minute, integer, 1..=MAX_COUNT),
     key!(shutdown.drain_delay, duration, ms(0)..=ms(300_000)),
     key!(shutdown.timeout, duration, ms(100)..=ms(600_000)),
+    key!(twitch.source, chat_source),
+    key!(twitch.client_id, opt_token),
+    key!(twitch.client_secret, opt_token),
+    key!(twitch.user_token, opt_user_token),
+    key!(twitch.bot_user_id, opt_user_id),
+    key!(twitch.webhook_secret, opt_webhook_secret),
+    key!(twitch.callback_url, opt_https_url),
+    key!(twitch.irc_addr, host_port),
+    key!(twitch.irc_tls, boolean),
+    key!(twitch.eventsub_ws_url, ws_url),
+    key!(twitch.helix_url, http_url),
+    key!(twitch.auth_url, http_url),
+    key!(twitch.ca_file, opt_path),
 ];
 
 /// Short names kept for the most common settings, beside `CHATPULSE_SERVER_*`.
@@ -160,6 +173,97 @@ pub(super) fn strings(v: Raw) -> Result<Vec<String>, String> {
         _ => Ok(channel::parse_trigger_list(
             text(v).map_err(|_| "an array of strings")?,
         )),
+    }
+}
+
+fn chat_source(v: Raw) -> Result<ChatSourceKind, String> {
+    match text(v)?.trim() {
+        "none" => Ok(ChatSourceKind::None),
+        "irc" => Ok(ChatSourceKind::Irc),
+        "eventsub-ws" => Ok(ChatSourceKind::EventSubWs),
+        "eventsub-webhook" => Ok(ChatSourceKind::EventSubWebhook),
+        _ => Err("one of none, irc, eventsub-ws, eventsub-webhook".into()),
+    }
+}
+
+/// A credential: printable ASCII without spaces; empty means unset.
+fn opt_token(v: Raw) -> Result<Option<String>, String> {
+    match text(v)?.trim() {
+        "" => Ok(None),
+        t if t.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(t.to_string())),
+        _ => Err("printable ASCII without spaces".into()),
+    }
+}
+
+/// Like [`opt_token`]; an `oauth:` prefix (as IRC tools show tokens) is dropped.
+fn opt_user_token(v: Raw) -> Result<Option<String>, String> {
+    Ok(opt_token(v)?.map(|t| t.strip_prefix("oauth:").unwrap_or(&t).to_string()))
+}
+
+fn opt_user_id(v: Raw) -> Result<Option<String>, String> {
+    match text(v)?.trim() {
+        "" => Ok(None),
+        id if id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(id.to_string())),
+        _ => Err("a numeric Twitch user id".into()),
+    }
+}
+
+/// Twitch's rule for webhook secrets: 10..=100 ASCII characters.
+fn opt_webhook_secret(v: Raw) -> Result<Option<String>, String> {
+    match text(v)?.trim() {
+        "" => Ok(None),
+        s if (10..=100).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(s.to_string()))
+        }
+        _ => Err("10 to 100 printable ASCII characters".into()),
+    }
+}
+
+fn url_with(v: Raw, schemes: &[&str], expected: &str) -> Result<String, String> {
+    let s = text(v)?.trim();
+    let ok = schemes.iter().any(|p| {
+        s.strip_prefix(p)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    });
+    match ok && !s.contains(char::is_whitespace) {
+        true => Ok(s.trim_end_matches('/').to_string()),
+        false => Err(expected.into()),
+    }
+}
+
+fn http_url(v: Raw) -> Result<String, String> {
+    url_with(v, &["https://", "http://"], "an http:// or https:// URL")
+}
+
+fn ws_url(v: Raw) -> Result<String, String> {
+    url_with(v, &["wss://", "ws://"], "a ws:// or wss:// URL")
+}
+
+fn opt_https_url(v: Raw) -> Result<Option<String>, String> {
+    match text(v)?.trim() {
+        "" => Ok(None),
+        _ => url_with(
+            v,
+            &["https://"],
+            "an https:// URL (Twitch only calls HTTPS on port 443)",
+        )
+        .map(Some),
+    }
+}
+
+fn host_port(v: Raw) -> Result<String, String> {
+    let s = text(v)?.trim();
+    let expected = "host:port, like irc.chat.twitch.tv:6697";
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => Ok(s.to_string()),
+        _ => Err(expected.into()),
+    }
+}
+
+fn opt_path(v: Raw) -> Result<Option<PathBuf>, String> {
+    match text(v)?.trim() {
+        "" => Ok(None),
+        p => Ok(Some(PathBuf::from(p))),
     }
 }
 

@@ -43,6 +43,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub votes: VotesConfig,
     pub shutdown: ShutdownConfig,
+    pub twitch: TwitchConfig,
     /// `[[channel]]` tables, in file order; logins are unique.
     pub channels: Vec<ChannelSeed>,
 }
@@ -103,6 +104,55 @@ pub struct ShutdownConfig {
     pub timeout: Duration,
 }
 
+/// Where chat comes from (one source per deployment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChatSourceKind {
+    /// No Twitch connection (demo, tests, or chat injected by another node).
+    None,
+    /// Anonymous (or token) IRC over TLS: works with nothing but a channel name.
+    Irc,
+    /// EventSub over WebSocket with a user token (`user:read:chat`): no public URL.
+    EventSubWs,
+    /// EventSub webhooks through a conduit (app token + bot user): needs a public HTTPS URL.
+    EventSubWebhook,
+}
+
+impl ChatSourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatSourceKind::None => "none",
+            ChatSourceKind::Irc => "irc",
+            ChatSourceKind::EventSubWs => "eventsub-ws",
+            ChatSourceKind::EventSubWebhook => "eventsub-webhook",
+        }
+    }
+}
+
+/// `[twitch]`: the chat source, credentials, and Twitch's base URLs (tests point
+/// them at in-process fakes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TwitchConfig {
+    pub source: ChatSourceKind,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// User access token: IRC login (`chat:read`) or EventSub WebSocket (`user:read:chat`).
+    pub user_token: Option<String>,
+    /// Bot user id for webhook/conduit subscriptions (`condition.user_id`).
+    pub bot_user_id: Option<String>,
+    /// EventSub webhook secret, 10..=100 ASCII characters.
+    pub webhook_secret: Option<String>,
+    /// Public HTTPS URL Twitch posts to, ending in `/webhooks/eventsub`.
+    pub callback_url: Option<String>,
+    /// `host:port` of Twitch IRC.
+    pub irc_addr: String,
+    pub irc_tls: bool,
+    pub eventsub_ws_url: String,
+    pub helix_url: String,
+    pub auth_url: String,
+    /// Extra CA certificates (PEM) to trust besides the embedded roots.
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A channel set up from the config file rather than through the dashboard.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelSeed {
@@ -152,6 +202,21 @@ impl Default for Config {
             shutdown: ShutdownConfig {
                 drain_delay: Duration::ZERO,
                 timeout: Duration::from_secs(10),
+            },
+            twitch: TwitchConfig {
+                source: ChatSourceKind::Irc,
+                client_id: None,
+                client_secret: None,
+                user_token: None,
+                bot_user_id: None,
+                webhook_secret: None,
+                callback_url: None,
+                irc_addr: "irc.chat.twitch.tv:6697".into(),
+                irc_tls: true,
+                eventsub_ws_url: "wss://eventsub.wss.twitch.tv/ws".into(),
+                helix_url: "https://api.twitch.tv/helix".into(),
+                auth_url: "https://id.twitch.tv/oauth2".into(),
+                ca_file: None,
             },
             channels: Vec::new(),
         }
@@ -287,13 +352,39 @@ pub fn load(overrides: &Overrides, env: &[(String, String)]) -> Result<Config, C
         )?;
         config.data_dir = dir.clone(); // keeps a non-UTF-8 path intact
     }
+    check_twitch(&config.twitch)?;
     Ok(config)
+}
+
+/// Keys a chat source cannot run without.
+fn check_twitch(t: &TwitchConfig) -> Result<(), ConfigError> {
+    let need = |key: &'static str, present: bool| match present {
+        true => Ok(()),
+        false => Err(ConfigError::Missing {
+            key: key.to_string(),
+        }),
+    };
+    match t.source {
+        ChatSourceKind::None | ChatSourceKind::Irc => Ok(()),
+        ChatSourceKind::EventSubWs => {
+            need("twitch.client_id", t.client_id.is_some())?;
+            need("twitch.user_token", t.user_token.is_some())
+        }
+        ChatSourceKind::EventSubWebhook => {
+            need("twitch.client_id", t.client_id.is_some())?;
+            need("twitch.client_secret", t.client_secret.is_some())?;
+            need("twitch.bot_user_id", t.bot_user_id.is_some())?;
+            need("twitch.webhook_secret", t.webhook_secret.is_some())?;
+            need("twitch.callback_url", t.callback_url.is_some())
+        }
+    }
 }
 
 /// The defaults overlaid with a TOML document (no environment).
 pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
     let mut config = Config::default();
     apply_file(&mut config, &parse_toml(s, None)?)?;
+    check_twitch(&config.twitch)?;
     Ok(config)
 }
 

@@ -29,9 +29,14 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a route decided.
 pub enum Action {
     Respond(Response),
+    /// Read the body (up to the route's limit), then let the handler answer.
+    WithBody(BodyHandler),
     /// Switch to the overlay WebSocket (the 101 is written by the caller).
     Upgrade(routes::Upgrade),
 }
+
+/// A route handler that needs the request body.
+pub type BodyHandler = fn(&Arc<App>, &Request, Vec<u8>) -> Response;
 
 enum HeadOutcome {
     Head(Request, usize),
@@ -67,6 +72,7 @@ pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: Socket
         let (route, action) = routes::route(&app, &req);
         let head_only = req.method == request::Method::Head;
         let mut keep_alive = req.keep_alive() && !app.is_draining();
+        let body_consumed = matches!(action, Action::WithBody(_));
         let resp = match action {
             Action::Upgrade(up) => {
                 app.metrics.observe_http(
@@ -86,8 +92,20 @@ pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: Socket
                 return;
             }
             Action::Respond(resp) => resp,
+            Action::WithBody(handler) => {
+                match check_body(&mut stream, &mut buf, &req, route.body_limit).await {
+                    Ok(body) => handler(&app, &req, body),
+                    Err((err, reason)) => {
+                        app.metrics.http_bad_requests.inc(reason);
+                        keep_alive = false;
+                        err.response()
+                    }
+                }
+            }
         };
-        let resp = if resp.status >= 400 {
+        let resp = if body_consumed {
+            resp
+        } else if resp.status >= 400 {
             // Refused before reading a body: if one follows, the stream can't be resynced.
             if request::body_length(&req) != request::BodyLength::None {
                 keep_alive = false;

@@ -83,6 +83,10 @@ impl TestServer {
         addr: Option<SocketAddr>,
     ) -> TestServer {
         let mut config = chatpulse::config::from_toml_str(toml).expect("test config");
+        if !toml.contains("[twitch]") {
+            // Never reach out to the real Twitch from a test.
+            config.twitch.source = chatpulse::config::ChatSourceKind::None;
+        }
         config.server.listen = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let data_dir = data_dir.unwrap_or_else(|| temp_dir("srv"));
         config.data_dir = data_dir.clone();
