@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::outbox::{self, Receiver, SendError, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
-use smol::channel::{Receiver, Sender, TrySendError};
 
 use crate::channel::{OverlayConfig, Streamer};
 use crate::chat::{ChatMessage, MAX_TEXT_BYTES};
@@ -175,7 +175,7 @@ impl Hub {
         if ch.subs.len() >= self.settings.max_per_broadcaster {
             return Err(SubscribeError::BroadcasterFull);
         }
-        let (tx, rx) = smol::channel::bounded(self.settings.outbox.max(2));
+        let (tx, rx) = outbox::bounded(self.settings.outbox.max(2));
         let frame = build_frame(ch, "snapshot", now_ms);
         // A fresh channel with capacity ≥ 2 has room for the snapshot.
         let _ = tx.try_send(Outbound::Frame(frame));
@@ -298,13 +298,25 @@ impl Hub {
         for sub in ch.subs.drain(..) {
             let _ = sub
                 .tx
-                .try_send(Outbound::Close(CLOSE_TOKEN_INVALID, "overlay URL rotated"));
-            sub.tx.close();
+                .force_send(Outbound::Close(CLOSE_TOKEN_INVALID, "overlay URL rotated"));
         }
         let key: Arc<str> = Arc::from(login);
         inner.tokens.remove(&old);
         inner.tokens.insert(new_token, key);
         true
+    }
+
+    /// Shutdown: every overlay gets `code` (1001: reconnect elsewhere) at once.
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        let mut inner = self.lock();
+        for ch in inner.channels.values_mut() {
+            if !ch.subs.is_empty() {
+                self.metrics.broadcaster_active_sessions.dec();
+            }
+            for sub in ch.subs.drain(..) {
+                let _ = sub.tx.force_send(Outbound::Close(code, reason));
+            }
+        }
     }
 
     /// Periodic work: coalesced updates, 1 s refreshes, compaction, pruning.
@@ -372,13 +384,12 @@ impl Hub {
         ch.subs.retain(
             |sub| match sub.tx.try_send(Outbound::Frame(frame.clone())) {
                 Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
+                Err(SendError::Full) => {
                     // Slow client: drop it rather than wait; its writer sees the close.
                     metrics.broadcaster_slow_clients_evicted.inc();
-                    sub.tx.close();
                     false
                 }
-                Err(TrySendError::Closed(_)) => false,
+                Err(SendError::Closed) => false,
             },
         );
         if before > 0 && ch.subs.is_empty() {

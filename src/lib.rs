@@ -14,8 +14,10 @@
 //! | [`logger`] | the `log` backend (text or JSON lines on stderr) |
 //! | [`server`] | a node's lifecycle: startup story, loops, graceful shutdown |
 //! | [`app`] | the services of one node, shared by `Arc<App>` |
+//! | [`bench`] | the load tool behind `chatpulse-bench` (IRC feed, overlay clients, report) |
 //! | [`http`] | HTTP/1.1: head parsing (pure), responses, the route table |
 //! | [`ws`] | one overlay WebSocket: outbox writer, pings, close codes |
+//! | [`outbox`] | the small bounded queue between the hub and one overlay's writer |
 //! | [`hub`] | broadcasters, their overlays and fan-out; the chat entry point [`hub::Hub::chat`] |
 //! | [`sentiment`] | votes: trigger match, vote-log CRDT, window and decay views, debounce, token bucket (pure) |
 //! | [`channel`] | a streamer's overlay settings and their validation |
@@ -29,6 +31,7 @@
 //! Assets (`assets/overlay.html`, `assets/landing.html`) are embedded with `include_str!`.
 
 pub mod app;
+pub mod bench;
 pub mod channel;
 pub mod chat;
 pub mod cli;
@@ -38,6 +41,7 @@ pub mod hub;
 pub mod limits;
 pub mod logger;
 pub mod metrics;
+pub mod outbox;
 pub mod sentiment;
 pub mod server;
 pub mod store;

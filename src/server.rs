@@ -257,6 +257,7 @@ async fn run(
     }
     log::info!("shutdown: listener closed; closing overlays with 1001");
     app.close_connections();
+    app.hub.close_all(1001, "server shutting down");
     let deadline = Instant::now() + cfg.timeout;
     while (app.inflight() > 0 || app.metrics.ws_connections_current.get() > 0)
         && Instant::now() < deadline

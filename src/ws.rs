@@ -42,7 +42,6 @@ enum Event {
     Inbound(Option<Result<Message, async_tungstenite::tungstenite::Error>>),
     Outbound(Option<Outbound>),
     Ping,
-    Shutdown,
 }
 
 /// Runs an upgraded overlay connection until either side ends it.
@@ -61,17 +60,12 @@ pub async fn serve_overlay(
     let started = Instant::now();
     let mut last_seen = Instant::now();
     let mut next_ping = Instant::now() + jitter(PING_EVERY);
-    let shutdown = app.shutdown_signal();
     let close = loop {
         let event = async { Event::Inbound(ws.next().await) }
-            .or(async { Event::Outbound(sub.rx.recv().await.ok()) })
+            .or(async { Event::Outbound(sub.rx.recv().await) })
             .or(async {
                 Timer::at(next_ping).await;
                 Event::Ping
-            })
-            .or(async {
-                let _ = shutdown.recv().await;
-                Event::Shutdown
             })
             .await;
         match event {
@@ -97,7 +91,8 @@ pub async fn serve_overlay(
             }
             Event::Inbound(None) => break None,
             Event::Outbound(Some(Outbound::Frame(text))) => {
-                if !send(&mut ws, Message::Text(text)).await {
+                // Boxed: the send path's state is not kept in every idle socket's task.
+                if !Box::pin(send(&mut ws, Message::Text(text))).await {
                     break None;
                 }
                 metrics.ws_messages_sent.inc();
@@ -105,7 +100,10 @@ pub async fn serve_overlay(
             Event::Outbound(Some(Outbound::Close(code, reason))) => {
                 break Some((CloseCode::from(code), reason));
             }
-            // Evicted as a slow client, or the channel went away.
+            // Evicted as a slow client (or the node is going away).
+            Event::Outbound(None) if app.is_draining() => {
+                break Some((CloseCode::Away, "server shutting down"));
+            }
             Event::Outbound(None) => break Some((CloseCode::Again, "too slow, reconnect")),
             Event::Ping => {
                 if last_seen.elapsed() > DEAD_AFTER {
@@ -113,33 +111,36 @@ pub async fn serve_overlay(
                     break None;
                 }
                 next_ping = Instant::now() + PING_EVERY;
-                if !send(&mut ws, Message::Ping(Bytes::new())).await {
+                if !Box::pin(send(&mut ws, Message::Ping(Bytes::new()))).await {
                     break None;
                 }
                 metrics.ws_pings_sent.inc();
             }
-            Event::Shutdown => break Some((CloseCode::Away, "server shutting down")),
         }
     };
     app.hub.unsubscribe(&sub.login, sub.id);
     if let Some((code, reason)) = close {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let _ = ws
-            .close(Some(frame))
-            .or(async {
-                Timer::after(WRITE_TIMEOUT).await;
-                Ok(())
-            })
-            .await;
+        Box::pin(close_with(&mut ws, code, reason)).await;
     }
     metrics.ws_connections_current.dec();
     metrics
         .ws_connection_duration
         .observe(started.elapsed().as_secs_f64());
     drop(permit);
+}
+
+async fn close_with(ws: &mut WebSocketStream<TcpStream>, code: CloseCode, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = ws
+        .close(Some(frame))
+        .or(async {
+            Timer::after(WRITE_TIMEOUT).await;
+            Ok(())
+        })
+        .await;
 }
 
 async fn send(ws: &mut WebSocketStream<TcpStream>, msg: Message) -> bool {

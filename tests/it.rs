@@ -3,5 +3,6 @@
 mod browser;
 mod common;
 mod http;
+mod irc;
 mod lifecycle;
 mod overlay;

@@ -3,6 +3,7 @@
 //! ships the synthetic `demo` source; IRC and EventSub plug in the same way.
 
 pub mod demo;
+pub mod irc;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub fn spawn_source(ex: &smol::Executor<'static>, app: &Arc<App>) -> Option<smol
     let app = Arc::clone(app);
     match app.config.twitch.source {
         ChatSourceKind::None => None,
+        ChatSourceKind::Irc => Some(ex.spawn(irc::irc_loop(app))),
         kind => {
             log::warn!(
                 "chat source {} is not available in this build yet",

@@ -1,5 +1,6 @@
 //! Durable relational data in SQLite: streamers and their overlay tokens, overlay configs
-//! (the current row plus every saved version), and the audit log.
+//! (the current row plus every saved version), the audit log, and the EventSub conduit
+//! and subscriptions of the webhook chat source (`twitch`).
 //!
 //! One OS thread owns the [`Connection`]. [`Db`] handles send it jobs over a bounded
 //! channel and await each reply on a one-shot channel, so no SQLite call ever runs on an
@@ -22,6 +23,9 @@ use super::{StoreError, now_ms, try_overlay_token};
 use crate::channel::{OverlayConfig, Streamer};
 
 mod rows;
+mod twitch;
+
+pub use self::twitch::StoredSubscription;
 
 #[cfg(test)]
 mod tests;
@@ -82,6 +86,24 @@ const MIGRATIONS: &[&str] = &[
         action TEXT NOT NULL,
         streamer_id INTEGER, -- no foreign key: the log outlives what it describes
         detail TEXT NOT NULL
+    );",
+    // v2: EventSub through a conduit (see `twitch`). One conduit per Twitch client id,
+    // kept across restarts; subscriptions as last reconciled with Twitch.
+    "CREATE TABLE twitch_conduits (
+        client_id TEXT PRIMARY KEY,
+        conduit_id TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE eventsub_subscriptions (
+        id TEXT PRIMARY KEY, -- Twitch's subscription id
+        kind TEXT NOT NULL,
+        broadcaster_user_id TEXT NOT NULL,
+        login TEXT NOT NULL, -- broadcaster login when subscribed, for logs
+        bot_user_id TEXT NOT NULL,
+        conduit_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('enabled', 'revoked')),
+        reason TEXT, -- Twitch's revocation reason
+        updated_at INTEGER NOT NULL
     );",
 ];
 

@@ -1,0 +1,335 @@
+//! `chatpulse-bench`: a bounded load test against a ChatPulse node it starts
+//! itself on loopback. It creates the broadcasters through the config file,
+//! feeds votes through the real IRC ingestion path ([`feed`]), holds N overlay
+//! WebSockets ([`clients`]), samples the node's CPU and RSS from /proc, and
+//! reports latency percentiles, frame rate, evictions and cost per frame.
+
+pub mod clients;
+pub mod feed;
+pub mod stats;
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clients::ClientStats;
+use stats::Summary;
+
+/// Hard upper bounds: the tool refuses anything larger (it only targets loopback).
+pub const MAX_SOCKETS: usize = 50_000;
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub server_bin: PathBuf,
+    pub sockets: usize,
+    pub broadcasters: usize,
+    pub votes_per_sec: f64,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub connect_rate: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub sockets: usize,
+    pub broadcasters: usize,
+    pub votes_per_sec: f64,
+    pub duration_s: f64,
+    pub connect_s: f64,
+    pub connect_errors: u64,
+    pub votes_sent: u64,
+    pub frames: u64,
+    pub latency_us: Summary,
+    pub clients_closed: u64,
+    pub evicted: u64,
+    pub server_cpu_s: f64,
+    pub rss_idle_kib: u64,
+    pub rss_loaded_kib: u64,
+    pub rss_end_kib: u64,
+}
+
+impl Report {
+    pub fn frames_per_sec(&self) -> f64 {
+        self.frames as f64 / self.duration_s.max(1e-9)
+    }
+
+    pub fn cpu_per_1000_frames(&self) -> f64 {
+        self.server_cpu_s * 1000.0 / (self.frames.max(1) as f64)
+    }
+
+    pub fn bytes_per_socket(&self) -> f64 {
+        (self.rss_loaded_kib.saturating_sub(self.rss_idle_kib)) as f64 * 1024.0
+            / self.sockets.max(1) as f64
+    }
+
+    pub fn table(&self) -> String {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let l = &self.latency_us;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "sockets {} over {} broadcasters, {} votes/s for {:.1} s",
+            self.sockets, self.broadcasters, self.votes_per_sec, self.duration_s
+        );
+        let _ = writeln!(
+            s,
+            "connect          {:.2} s ({:.0}/s, {} errors)",
+            self.connect_s,
+            self.sockets as f64 / self.connect_s.max(1e-9),
+            self.connect_errors
+        );
+        let _ = writeln!(s, "votes sent       {}", self.votes_sent);
+        let _ = writeln!(
+            s,
+            "frames           {} ({:.0}/s)",
+            self.frames,
+            self.frames_per_sec()
+        );
+        let _ = writeln!(
+            s,
+            "latency ms       p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (n={}, ts has 1 ms resolution)",
+            ms(l.p50),
+            ms(l.p90),
+            ms(l.p99),
+            ms(l.max),
+            l.count
+        );
+        let _ = writeln!(
+            s,
+            "clients closed   {} (evicted by server: {})",
+            self.clients_closed, self.evicted
+        );
+        let _ = writeln!(
+            s,
+            "server cpu       {:.3} s ({:.4} s per 1000 frames)",
+            self.server_cpu_s,
+            self.cpu_per_1000_frames()
+        );
+        let _ = writeln!(
+            s,
+            "server rss KiB   idle {}  with sockets {}  end {}  ({:.0} B/socket)",
+            self.rss_idle_kib,
+            self.rss_loaded_kib,
+            self.rss_end_kib,
+            self.bytes_per_socket()
+        );
+        s
+    }
+
+    pub fn json(&self) -> String {
+        let l = &self.latency_us;
+        format!(
+            "{{\"sockets\":{},\"broadcasters\":{},\"votes_per_sec\":{},\"duration_s\":{:.3},\"connect_s\":{:.3},\"connect_errors\":{},\"votes_sent\":{},\"frames\":{},\"frames_per_sec\":{:.1},\"latency_us\":{{\"count\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},\"clients_closed\":{},\"evicted\":{},\"server_cpu_s\":{:.3},\"cpu_s_per_1000_frames\":{:.5},\"rss_idle_kib\":{},\"rss_loaded_kib\":{},\"rss_end_kib\":{},\"bytes_per_socket\":{:.0}}}",
+            self.sockets,
+            self.broadcasters,
+            self.votes_per_sec,
+            self.duration_s,
+            self.connect_s,
+            self.connect_errors,
+            self.votes_sent,
+            self.frames,
+            self.frames_per_sec(),
+            l.count,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.max,
+            self.clients_closed,
+            self.evicted,
+            self.server_cpu_s,
+            self.cpu_per_1000_frames(),
+            self.rss_idle_kib,
+            self.rss_loaded_kib,
+            self.rss_end_kib,
+            self.bytes_per_socket()
+        )
+    }
+}
+
+/// CPU seconds (user+system) and RSS (KiB) of a process, from /proc.
+pub fn proc_sample(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After "pid (comm) ": field 3 is index 0, so utime (14) is 11 and stime (15) is 12.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())?;
+    Some((ticks as f64 / 100.0, rss))
+}
+
+struct Node {
+    child: Child,
+    addr: std::net::SocketAddr,
+    tokens: Vec<String>,
+    dir: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_node(opts: &Options, feed: std::net::SocketAddr) -> Result<Node, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "chatpulse-bench-{}-{}",
+        std::process::id(),
+        crate::app::now_ms()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_connections = 1000000\nmax_connections_per_ip = 1000000\n\
+connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlays_per_broadcaster = 100000\n\
+[votes]\nbucket_capacity = 1000000\nbucket_refill_per_minute = 1000000\n\
+[twitch]\nsource = \"irc\"\nirc_addr = \"{feed}\"\nirc_tls = false\n"
+    );
+    for i in 0..opts.broadcasters {
+        let _ = write!(toml, "[[channel]]\nlogin = \"b{i:06}\"\n");
+    }
+    let config = dir.join("bench.toml");
+    std::fs::write(&config, toml).map_err(|e| e.to_string())?;
+    let mut child = Command::new(&opts.server_bin)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("CHATPULSE_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", opts.server_bin.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    // `serve` prints one overlay URL per channel, in login order.
+    let mut tokens = Vec::with_capacity(opts.broadcasters);
+    let mut addr = None;
+    for line in BufReader::new(stdout).lines().take(opts.broadcasters) {
+        let line = line.map_err(|e| e.to_string())?;
+        let rest = line
+            .strip_prefix("http://")
+            .ok_or(format!("unexpected output {line:?}"))?;
+        let (host, token) = rest
+            .split_once("/overlay/")
+            .ok_or(format!("unexpected output {line:?}"))?;
+        addr = Some(
+            host.parse()
+                .map_err(|_| format!("bad address in {line:?}"))?,
+        );
+        tokens.push(token.to_string());
+    }
+    let addr = addr.ok_or("the node printed no overlay URL")?;
+    Ok(Node {
+        child,
+        addr,
+        tokens,
+        dir,
+    })
+}
+
+async fn scrape_evicted(addr: std::net::SocketAddr) -> u64 {
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = smol::net::TcpStream::connect(addr).await else {
+        return 0;
+    };
+    let _ = s
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body).await;
+    body.lines()
+        .find_map(|l| l.strip_prefix("broadcaster_slow_clients_evicted_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs one bounded benchmark and returns its report.
+pub async fn run(opts: &Options) -> Result<Report, String> {
+    if opts.sockets > MAX_SOCKETS || opts.duration > MAX_DURATION || opts.broadcasters == 0 {
+        return Err(format!(
+            "refusing: sockets ≤ {MAX_SOCKETS}, duration ≤ {MAX_DURATION:?}, broadcasters ≥ 1"
+        ));
+    }
+    let feed = feed::Feed::start().await.map_err(|e| e.to_string())?;
+    let node = start_node(opts, feed.addr)?;
+    let pid = node.child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while feed.joined() < opts.broadcasters {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the node joined only {} of {} channels on the feed",
+                feed.joined(),
+                opts.broadcasters
+            ));
+        }
+        smol::Timer::after(Duration::from_millis(20)).await;
+    }
+    let (_, rss_idle) = proc_sample(pid).ok_or("cannot read /proc of the node")?;
+    let stats = Arc::new(ClientStats::default());
+    let (tasks, connect) = clients::open(
+        node.addr,
+        &node.tokens,
+        opts.sockets,
+        opts.connect_rate,
+        &stats,
+    )
+    .await;
+    smol::Timer::after(Duration::from_secs(1)).await;
+    let (_, rss_loaded) = proc_sample(pid).ok_or("node died")?;
+    let channels: Vec<String> = (0..opts.broadcasters).map(|i| format!("b{i:06}")).collect();
+    feed.send_votes(&channels, opts.votes_per_sec, opts.warmup)
+        .await;
+    stats.recording.store(true, Ordering::SeqCst);
+    let (cpu0, _) = proc_sample(pid).ok_or("node died")?;
+    let started = Instant::now();
+    let votes_sent = feed
+        .send_votes(&channels, opts.votes_per_sec, opts.duration)
+        .await;
+    // Let the last frames land before closing the window.
+    smol::Timer::after(Duration::from_millis(200)).await;
+    let elapsed = started.elapsed();
+    stats.recording.store(false, Ordering::SeqCst);
+    let (cpu1, rss_end) = proc_sample(pid).ok_or("node died")?;
+    let evicted = scrape_evicted(node.addr).await;
+    let mut samples =
+        std::mem::take(&mut *stats.latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    let report = Report {
+        sockets: opts.sockets,
+        broadcasters: opts.broadcasters,
+        votes_per_sec: opts.votes_per_sec,
+        duration_s: elapsed.as_secs_f64(),
+        connect_s: connect.as_secs_f64(),
+        connect_errors: stats.connect_errors.load(Ordering::SeqCst),
+        votes_sent,
+        frames: stats.frames.load(Ordering::SeqCst),
+        latency_us: stats::summarize(&mut samples),
+        clients_closed: stats.closed.load(Ordering::SeqCst),
+        evicted,
+        server_cpu_s: cpu1 - cpu0,
+        rss_idle_kib: rss_idle,
+        rss_loaded_kib: rss_loaded,
+        rss_end_kib: rss_end,
+    };
+    drop(tasks);
+    drop(node);
+    Ok(report)
+}

@@ -1,0 +1,81 @@
+//! `chatpulse-bench`: bounded load test of a ChatPulse node on loopback.
+//! See `chatpulse::bench` and BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chatpulse::bench::{self, Options};
+
+const HELP: &str = "chatpulse-bench — load-test a ChatPulse node it starts on 127.0.0.1
+
+OPTIONS:
+    --server-bin PATH     node binary (default: target/release/chatpulse)
+    --sockets N           overlay WebSockets to hold (default 1000, max 50000)
+    --broadcasters M      channels the sockets and votes spread over (default 100)
+    --votes-per-sec R     votes injected through the IRC feed (default 200)
+    --duration SECS       measured window (default 10, max 600)
+    --warmup SECS         votes before measuring (default 2)
+    --connect-rate R      new sockets per second (default 2000)
+    --json PATH           also write the report as JSON
+";
+
+fn main() -> ExitCode {
+    match parse().and_then(|(opts, json)| {
+        let report = smol::block_on(bench::run(&opts))?;
+        print!("{}", report.table());
+        if let Some(path) = json {
+            std::fs::write(&path, report.json()).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatpulse-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse() -> Result<(Options, Option<PathBuf>), String> {
+    use lexopt::prelude::*;
+    let mut o = Options {
+        server_bin: PathBuf::from("target/release/chatpulse"),
+        sockets: 1000,
+        broadcasters: 100,
+        votes_per_sec: 200.0,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        connect_rate: 2000.0,
+    };
+    let mut json = None;
+    let mut p = lexopt::Parser::from_env();
+    let num = |p: &mut lexopt::Parser| -> Result<f64, String> {
+        p.value()
+            .map_err(|e| e.to_string())?
+            .string()
+            .map_err(|e| e.to_string())?
+            .parse::<f64>()
+            .map_err(|e| e.to_string())
+    };
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("server-bin") => {
+                o.server_bin = PathBuf::from(p.value().map_err(|e| e.to_string())?)
+            }
+            Long("sockets") => o.sockets = num(&mut p)? as usize,
+            Long("broadcasters") => o.broadcasters = num(&mut p)? as usize,
+            Long("votes-per-sec") => o.votes_per_sec = num(&mut p)?,
+            Long("duration") => o.duration = Duration::from_secs_f64(num(&mut p)?),
+            Long("warmup") => o.warmup = Duration::from_secs_f64(num(&mut p)?),
+            Long("connect-rate") => o.connect_rate = num(&mut p)?,
+            Long("json") => json = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok((o, json))
+}
