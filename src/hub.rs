@@ -13,7 +13,7 @@ use async_tungstenite::tungstenite::Utf8Bytes;
 use crate::channel::{OverlayConfig, Streamer};
 use crate::chat::{ChatMessage, MAX_TEXT_BYTES};
 use crate::metrics::{Metrics, VoteResult, VoteSide};
-use crate::sentiment::{self, Debouncer, Memory, Model, NodeId, Side, TokenBucket, VoteLog};
+use crate::sentiment::{self, Debouncer, NodeId, Side, TokenBucket, VoteLog};
 
 /// At most 20 updates per second per broadcaster; votes in between coalesce.
 pub const MIN_PUBLISH_GAP_MS: u64 = 50;
@@ -399,56 +399,18 @@ impl Hub {
 }
 
 /// Serialises the broadcaster's current state once; every overlay shares the bytes.
-fn build_frame(ch: &mut Channel, kind: &str, now_ms: u64) -> Utf8Bytes {
-    use std::fmt::Write;
+fn build_frame(ch: &mut Channel, kind: &'static str, now_ms: u64) -> Utf8Bytes {
     ch.seq += 1;
-    let snap = sentiment::snapshot(&ch.log, ch.config.model, now_ms);
-    let (for_ratio, against_ratio) = snap.tally.ratios();
-    ch.last_total = snap.tally.total();
-    let cfg = &ch.config;
-    let (model, speed, memory) = match cfg.model {
-        Model::Window(Memory::Seconds(s)) => ("window", 0.0, Some(s)),
-        Model::Window(Memory::Infinite) => ("window", 0.0, None),
-        Model::Decay { speed } => ("decay", speed, None),
-    };
+    let snapshot = sentiment::snapshot(&ch.log, ch.config.model, now_ms);
+    ch.last_total = snapshot.tally.total();
     let ts = if ch.newest_vote_ms > 0 {
         ch.newest_vote_ms
     } else {
         now_ms
     };
-    let mut s = String::with_capacity(320);
-    let _ = write!(
-        s,
-        "{{\"type\":\"{kind}\",\"seq\":{},\"ts\":{ts},\"forRatio\":{for_ratio},\"againstRatio\":{against_ratio},\
-\"totalVotes\":{},\"forVotes\":{},\"againstVotes\":{},\"value\":{},\"model\":\"{model}\",\"decaySpeed\":{speed},\"memorySeconds\":",
-        ch.seq,
-        snap.tally.total(),
-        snap.tally.for_votes,
-        snap.tally.against_votes,
-        finite(snap.value),
-    );
-    match memory {
-        Some(m) => {
-            let _ = write!(s, "{m}");
-        }
-        None => s.push_str("null"),
-    }
-    let _ = write!(
-        s,
-        ",\"displayMode\":\"{}\",\"theme\":\"{}\",\"forLabel\":\"",
-        cfg.display_mode.as_str(),
-        cfg.theme.as_str()
-    );
-    crate::http::response::json_escape(&cfg.for_label, &mut s);
-    s.push_str("\",\"againstLabel\":\"");
-    crate::http::response::json_escape(&cfg.against_label, &mut s);
-    s.push_str("\",\"status\":\"active\"}");
-    Utf8Bytes::from(s)
-}
-
-/// JSON has no NaN/Infinity; a bad number must never freeze an overlay.
-fn finite(v: f64) -> f64 {
-    if v.is_finite() { v } else { 0.0 }
+    Utf8Bytes::from(crate::frame::encode(
+        kind, ch.seq, ts, &snapshot, &ch.config,
+    ))
 }
 
 impl Hub {

@@ -16,6 +16,7 @@
 //! | [`app`] | the services of one node, shared by `Arc<App>` |
 //! | [`bench`] | the load tool behind `chatpulse-bench` (IRC feed, overlay clients, report) |
 //! | [`http`] | HTTP/1.1: head parsing (pure), responses, the route table |
+//! | [`frame`] | the overlay's JSON frame, encoded by hand (pure) |
 //! | [`ws`] | one overlay WebSocket: outbox writer, pings, close codes |
 //! | [`outbox`] | the small bounded queue between the hub and one overlay's writer |
 //! | [`hub`] | broadcasters, their overlays and fan-out; the chat entry point [`hub::Hub::chat`] |
@@ -36,6 +37,7 @@ pub mod channel;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod limits;

@@ -318,6 +318,21 @@ label_enum! {
 }
 
 label_enum! {
+    /// `eventsub_webhook_requests_total{result}`: how each `POST /webhooks/eventsub` ended.
+    WebhookResult {
+        Notification => "notification",
+        Duplicate => "duplicate",
+        Verification => "verification",
+        Revocation => "revocation",
+        Ignored => "ignored",
+        Malformed => "malformed",
+        BadSignature => "bad_signature",
+        Stale => "stale",
+        BadRequest => "bad_request",
+    }
+}
+
+label_enum! {
     /// `http_bad_requests_total{reason}`.
     BadRequest {
         HeadTooLarge => "head_too_large",
@@ -502,6 +517,10 @@ pub struct Metrics {
     pub chat_source_last_message: GaugeVec<ChatSource, { ChatSource::COUNT }>,
     /// `chat_lines_dropped_total{reason}`
     pub chat_lines_dropped: CounterVec<ChatDropReason, { ChatDropReason::COUNT }>,
+    /// `eventsub_webhook_requests_total{result}`
+    pub eventsub_webhook_requests: CounterVec<WebhookResult, { WebhookResult::COUNT }>,
+    /// `twitch_token_failures_total`: app-token acquisitions or validations that failed.
+    pub twitch_token_failures: Counter,
 
     /// `store_flush_total{result}`
     pub store_flush: CounterVec<FlushResult, { FlushResult::COUNT }>,
@@ -542,6 +561,8 @@ impl Metrics {
             chat_source_reconnects: CounterVec::new(),
             chat_source_last_message: GaugeVec::new(),
             chat_lines_dropped: CounterVec::new(),
+            eventsub_webhook_requests: CounterVec::new(),
+            twitch_token_failures: Counter::new(),
             store_flush: CounterVec::new(),
             store_flush_duration: Histogram::new(STORE_FLUSH_BUCKETS),
         }
@@ -748,6 +769,19 @@ impl Metrics {
             "Chat lines dropped before processing, by reason.",
             "reason",
             &self.chat_lines_dropped,
+        );
+        counter_vec(
+            out,
+            "eventsub_webhook_requests_total",
+            "EventSub webhook requests, by result.",
+            "result",
+            &self.eventsub_webhook_requests,
+        );
+        counter(
+            out,
+            "twitch_token_failures_total",
+            "Twitch app access token acquisitions or validations that failed.",
+            self.twitch_token_failures.get(),
         );
 
         counter_vec(

@@ -15,7 +15,9 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A short tagged PRIVMSG to #bar from user `id`.
 fn privmsg(id: u32, text: &str) -> String {
-    format!("@id=m{id};user-id={id};tmi-sent-ts=1642696567751 :u{id}!u{id}@u{id}.tmi.twitch.tv PRIVMSG #bar :{text}")
+    format!(
+        "@id=m{id};user-id={id};tmi-sent-ts=1642696567751 :u{id}!u{id}@u{id}.tmi.twitch.tv PRIVMSG #bar :{text}"
+    )
 }
 
 /// A fake, a node reading #bar (plus `more` channels) from it, and a connected
@@ -57,8 +59,13 @@ fn anonymous_tls_login_and_the_documented_privmsg_votes() {
         let (irc, srv, mut ov) = setup(true, &[]).await;
         let lines: Vec<String> = irc.received().into_iter().map(|r| r.line).collect();
         assert_eq!(lines[0], "CAP REQ :twitch.tv/tags twitch.tv/commands");
-        let nick = lines[1].strip_prefix("NICK justinfan").expect("anonymous nick");
-        assert!(nick.len() == 5 && nick.bytes().all(|b| b.is_ascii_digit()), "{nick}");
+        let nick = lines[1]
+            .strip_prefix("NICK justinfan")
+            .expect("anonymous nick");
+        assert!(
+            nick.len() == 5 && nick.bytes().all(|b| b.is_ascii_digit()),
+            "{nick}"
+        );
         assert!(!lines.iter().any(|l| l.starts_with("PASS")), "no password");
 
         irc.send_line(DOC_PRIVMSG_YES);
@@ -66,8 +73,14 @@ fn anonymous_tls_login_and_the_documented_privmsg_votes() {
         assert_eq!((f.total_votes, f.against_votes), (1, 0));
         wait_metric(&srv, "chat_source_connected{source=\"irc\"}", "1").await;
         let m = srv.metrics();
-        assert!(m.contains("chat_messages_received_total{source=\"irc\"} 1"), "{m}");
-        assert!(m.contains("chat_source_reconnects_total{source=\"irc\"} 0"), "{m}");
+        assert!(
+            m.contains("chat_messages_received_total{source=\"irc\"} 1"),
+            "{m}"
+        );
+        assert!(
+            m.contains("chat_source_reconnects_total{source=\"irc\"} 0"),
+            "{m}"
+        );
         assert!(!m.contains("chat_source_last_message_timestamp_seconds{source=\"irc\"} 0"));
         assert_eq!(irc.connections(), 1);
         srv.stop().await;
@@ -94,7 +107,8 @@ fn ping_gets_a_pong_echoing_its_argument() {
     run(TEST_TIMEOUT, async {
         let (irc, srv, _ov) = setup(true, &[]).await;
         irc.ping();
-        irc.wait_for_line(|r| r.line == "PONG :tmi.twitch.tv", WAIT).await;
+        irc.wait_for_line(|r| r.line == "PONG :tmi.twitch.tv", WAIT)
+            .await;
         irc.send_line("PING :abc 123");
         irc.wait_for_line(|r| r.line == "PONG :abc 123", WAIT).await;
         srv.stop().await;
@@ -139,7 +153,10 @@ fn escaped_and_missing_tags() {
         let f = ov.frame_where("2 votes", |f| f.total_votes == 2).await;
         assert_eq!((f.for_votes, f.against_votes), (1, 1));
         let m = srv.metrics();
-        assert!(m.contains("vote_processing_total{result=\"debounced\"} 1"), "{m}");
+        assert!(
+            m.contains("vote_processing_total{result=\"debounced\"} 1"),
+            "{m}"
+        );
         srv.stop().await;
     });
 }
@@ -214,9 +231,11 @@ fn a_token_is_sent_as_pass_and_a_refused_login_is_retried() {
     run(TEST_TIMEOUT, async {
         let irc = FakeIrc::start(true).await;
         irc.refuse_tokens();
-        let toml = irc
-            .toml(&["bar"])
-            .replacen("[twitch]\n", "[twitch]\nuser_token = \"oauth:abc123\"\n", 1);
+        let toml = irc.toml(&["bar"]).replacen(
+            "[twitch]\n",
+            "[twitch]\nuser_token = \"oauth:abc123\"\n",
+            1,
+        );
         let srv = TestServer::start_with(&toml, None, None).await;
         irc.wait_for_line(|r| r.conn == 1 && r.line == "PASS oauth:abc123", WAIT)
             .await;

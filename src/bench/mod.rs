@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod feed;
+pub mod micro;
 pub mod stats;
 
 use std::fmt::Write as _;

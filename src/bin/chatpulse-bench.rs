@@ -9,7 +9,11 @@ use chatpulse::bench::{self, Options};
 
 const HELP: &str = "chatpulse-bench — load-test a ChatPulse node it starts on 127.0.0.1
 
-OPTIONS:
+USAGE:
+    chatpulse-bench [fanout] [OPTIONS]   sockets + votes through IRC (default)
+    chatpulse-bench micro                micro-benchmarks of the hot pure paths
+
+OPTIONS (fanout):
     --server-bin PATH     node binary (default: target/release/chatpulse)
     --sockets N           overlay WebSockets to hold (default 1000, max 50000)
     --broadcasters M      channels the sockets and votes spread over (default 100)
@@ -21,6 +25,13 @@ OPTIONS:
 ";
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("micro") {
+        print!(
+            "{}",
+            bench::micro::table(&bench::micro::run_all(Vec::new()))
+        );
+        return ExitCode::SUCCESS;
+    }
     match parse().and_then(|(opts, json)| {
         let report = smol::block_on(bench::run(&opts))?;
         print!("{}", report.table());
@@ -69,6 +80,7 @@ fn parse() -> Result<(Options, Option<PathBuf>), String> {
             Long("duration") => o.duration = Duration::from_secs_f64(num(&mut p)?),
             Long("warmup") => o.warmup = Duration::from_secs_f64(num(&mut p)?),
             Long("connect-rate") => o.connect_rate = num(&mut p)?,
+            Value(v) if v == "fanout" => {}
             Long("json") => json = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
             Short('h') | Long("help") => {
                 print!("{HELP}");

@@ -58,7 +58,9 @@ pub fn cert_path(name: &str) -> String {
 
 impl FakeIrc {
     pub async fn start(tls: bool) -> FakeIrc {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake irc");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake irc");
         let addr = listener.local_addr().expect("fake irc addr");
         let acceptor = tls.then(|| {
             let config = chatpulse::tls::server_config(

@@ -332,7 +332,7 @@ impl Joins {
 
 /// `JOIN #a,#b` lines (CRLF included) of at most `per_line` channels and
 /// [`MAX_COMMAND_LINE`] bytes each.
-fn command_lines(command: &str, channels: &[String], per_line: usize) -> Vec<String> {
+pub(super) fn command_lines(command: &str, channels: &[String], per_line: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     let mut count = 0;

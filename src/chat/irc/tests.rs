@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use super::Backoff;
+use super::client::command_lines;
 use super::parse::{LineBuffer, LineError, MAX_LINE_BYTES, ParseError, parse_line, unescape};
 
 /// Twitch's IRC Concepts example (reference §1(e)), byte for byte.
@@ -212,4 +213,31 @@ fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
     assert!(b.next_delay(u64::MAX) >= Duration::from_secs(30));
     b.reset();
     assert!(b.next_delay(0) <= Duration::from_secs(1));
+}
+
+#[test]
+fn join_lines_hold_at_most_20_channels_and_500_bytes() {
+    let few: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    assert_eq!(command_lines("JOIN", &few, 20), ["JOIN #a,#b,#c\r\n"]);
+    assert_eq!(
+        command_lines("PART", &few, 2),
+        ["PART #a,#b\r\n", "PART #c\r\n"]
+    );
+    assert!(command_lines("JOIN", &[], 20).is_empty());
+    let many: Vec<String> = (0..45).map(|i| format!("channel_{i:02}")).collect();
+    let lines = command_lines("JOIN", &many, 20);
+    let counts: Vec<usize> = lines.iter().map(|l| l.matches('#').count()).collect();
+    assert_eq!(counts, [20, 20, 5]);
+    let long: Vec<String> = (0..40)
+        .map(|i| format!("{i:02}{}", "x".repeat(23)))
+        .collect();
+    let lines = command_lines("JOIN", &long, usize::MAX);
+    assert!(
+        lines.len() > 1 && lines.iter().all(|l| l.len() <= 502),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().map(|l| l.matches('#').count()).sum::<usize>(),
+        40
+    );
 }

@@ -40,7 +40,11 @@ impl Db {
         .await
     }
 
-    pub async fn set_conduit_id(&self, client_id: &str, conduit_id: &str) -> Result<(), StoreError> {
+    pub async fn set_conduit_id(
+        &self,
+        client_id: &str,
+        conduit_id: &str,
+    ) -> Result<(), StoreError> {
         let (client_id, conduit_id) = (client_id.to_owned(), conduit_id.to_owned());
         self.call(move |conn| {
             conn.execute(
@@ -221,7 +225,11 @@ mod tests {
             db.upsert_eventsub_subscription(&row("s2", "bob"))
                 .await
                 .unwrap();
-            assert!(db.revoke_eventsub_subscription("s1", "user_removed").await.unwrap());
+            assert!(
+                db.revoke_eventsub_subscription("s1", "user_removed")
+                    .await
+                    .unwrap()
+            );
             assert!(!db.revoke_eventsub_subscription("zz", "x").await.unwrap());
             let rows = db.eventsub_subscriptions().await.unwrap();
             assert_eq!(rows[0].status, "revoked");
