@@ -38,6 +38,9 @@ pub struct App {
     inflight: Arc<AtomicUsize>,
     /// First failing store check, refreshed by the health loop.
     store_fault: Mutex<Option<(&'static str, String)>>,
+    /// EventSub webhook message ids seen in the last 10+ minutes (Twitch delivers
+    /// at least once; a resend must not count twice).
+    pub(crate) webhook_seen: Mutex<crate::chat::webhook::SeenIds>,
     /// The node's executor; weak, so the executor and the app do not keep each other alive.
     executor: OnceLock<Weak<smol::Executor<'static>>>,
 }
@@ -75,6 +78,7 @@ impl App {
             shutdown_rx,
             inflight: Arc::new(AtomicUsize::new(0)),
             store_fault: Mutex::new(None),
+            webhook_seen: Mutex::new(Default::default()),
             executor: OnceLock::new(),
         }
     }

@@ -65,8 +65,10 @@ mod tests {
 
     #[test]
     fn encodes_every_field_and_escapes_labels() {
-        let mut cfg = OverlayConfig::default();
-        cfg.for_label = "Hype \"<b>\"".into();
+        let mut cfg = OverlayConfig {
+            for_label: "Hype \"<b>\"".into(),
+            ..OverlayConfig::default()
+        };
         let snap = Snapshot {
             tally: Tally {
                 for_votes: 3,

@@ -23,7 +23,7 @@
 //! | [`sentiment`] | votes: trigger match, vote-log CRDT, window and decay views, debounce, token bucket (pure) |
 //! | [`channel`] | a streamer's overlay settings and their validation |
 //! | [`limits`] | WebSocket admission: per-IP rate, global and per-IP caps |
-//! | [`chat`] | chat sources (the `demo` source today), all feeding [`hub::Hub::chat`] |
+//! | [`chat`] | chat sources (demo, IRC, EventSub WebSocket, EventSub webhooks), all feeding [`hub::Hub::chat`] |
 //! | [`store`] | `sqlite` (streamers, configs, audit) and `state` (redb: vote logs, node id) |
 //! | [`metrics`] | counters, histograms and the Prometheus text writer |
 //! | [`tls`] | rustls (ring) on smol: client/server configs, plain-or-TLS streams |

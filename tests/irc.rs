@@ -21,12 +21,15 @@ fn privmsg(id: u32, text: &str) -> String {
 }
 
 /// A fake, a node reading #bar (plus `more` channels) from it, and a connected
-/// overlay of #bar that has had its snapshot; the client has joined #bar.
+/// overlay of #bar that has had its snapshot; the client has joined #bar. A
+/// chatter votes once a minute, so a repeat is always debounced however slow
+/// the machine.
 async fn setup(tls: bool, more: &[&str]) -> (FakeIrc, TestServer, Overlay) {
     let irc = FakeIrc::start(tls).await;
     let mut channels = vec!["bar"];
     channels.extend_from_slice(more);
-    let srv = TestServer::start_with(&irc.toml(&channels), None, None).await;
+    let toml = format!("[votes]\ndebounce = \"1m\"\n\n{}", irc.toml(&channels));
+    let srv = TestServer::start_with(&toml, None, None).await;
     let mut ov = Overlay::connect(srv.addr, &srv.token("bar")).await.unwrap();
     assert_eq!(ov.frame().await.kind, "snapshot");
     irc.wait_for_join(1, "bar").await;
@@ -146,7 +149,7 @@ fn escaped_and_missing_tags() {
         // A value that reads like another tag must not be taken for it.
         irc.send_line(r"@display-name=Foo\sBar\:\\;reply-parent-msg-body=user-id=1\s\:;user-id=7 :foo!foo@foo.tmi.twitch.tv PRIVMSG #BAR :yes");
         votes(&mut ov, 1).await;
-        // Same chatter id within the debounce second: not counted again.
+        // Same chatter id within the debounce interval: not counted again.
         irc.send_line(&privmsg(7, "no"));
         // No tags at all: the login from the prefix tells chatters apart.
         irc.send_line(":plain!plain@plain.tmi.twitch.tv PRIVMSG #bar :no");

@@ -1,8 +1,10 @@
 //! One integration-test binary: every test starts real nodes on 127.0.0.1:0.
 
+mod bench;
 mod browser;
 mod common;
 mod http;
 mod irc;
 mod lifecycle;
 mod overlay;
+mod webhook;

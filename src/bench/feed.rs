@@ -58,7 +58,7 @@ impl Feed {
             batch.clear();
             while sent < due {
                 let chan = &channels[(sent % channels.len().max(1) as u64) as usize];
-                let text = if sent % 3 == 0 { "no" } else { "yes" };
+                let text = if sent.is_multiple_of(3) { "no" } else { "yes" };
                 let now = crate::app::now_ms();
                 batch.push_str(&format!(
                     "@id=b{sent};room-id=1;tmi-sent-ts={now};user-id={sent} :u{sent}!u{sent}@u.tmi.twitch.tv PRIVMSG #{chan} :{text}\r\n"

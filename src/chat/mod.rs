@@ -1,9 +1,13 @@
 //! Chat sources. Every source turns what it receives into a [`ChatMessage`]
-//! and hands it to the one entry point, [`crate::hub::Hub::chat`]. This issue
-//! ships the synthetic `demo` source; IRC and EventSub plug in the same way.
+//! and hands it to the one entry point, [`crate::hub::Hub::chat`]: `demo`
+//! (synthetic chat), `irc` (anonymous or token IRC over TLS), `eventsub_ws`
+//! (EventSub WebSocket, user token) and `webhook` (EventSub webhooks through a
+//! conduit); `eventsub` parses the payload the two EventSub sources share.
+//! One source per deployment (`[twitch] source`), started by [`spawn_source`].
 
 pub mod demo;
 pub mod irc;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -36,6 +40,7 @@ pub fn spawn_source(ex: &smol::Executor<'static>, app: &Arc<App>) -> Option<smol
     match app.config.twitch.source {
         ChatSourceKind::None => None,
         ChatSourceKind::Irc => Some(ex.spawn(irc::irc_loop(app))),
+        ChatSourceKind::EventSubWebhook => Some(ex.spawn(webhook::conduit_loop(app))),
         kind => {
             log::warn!(
                 "chat source {} is not available in this build yet",

@@ -80,6 +80,17 @@ pub fn route(app: &Arc<App>, req: &Request) -> (Route, Action) {
             route_named("/version"),
             get.then(|| Action::Respond(version())),
         ),
+        // Only when chat comes by webhook; never rate limited (every chat line is a POST).
+        ["webhooks", "eventsub"]
+            if app.config.twitch.source == crate::config::ChatSourceKind::EventSubWebhook =>
+        {
+            let route = Route {
+                name: "/webhooks/eventsub",
+                body_limit: crate::chat::webhook::MAX_BODY,
+            };
+            let handler = Action::WithBody(crate::chat::webhook::handle);
+            (route, (req.method == Method::Post).then_some(handler))
+        }
         _ => {
             return (
                 route_named("unmatched"),
@@ -87,10 +98,10 @@ pub fn route(app: &Arc<App>, req: &Request) -> (Route, Action) {
             );
         }
     };
-    let allow = if route.name == "/ws/overlay/{token}" {
-        "GET"
-    } else {
-        "GET, HEAD"
+    let allow = match route.name {
+        "/ws/overlay/{token}" => "GET",
+        "/webhooks/eventsub" => "POST",
+        _ => "GET, HEAD",
     };
     let action =
         action.unwrap_or_else(|| Action::Respond(ApiError::MethodNotAllowed(allow).response()));

@@ -3,3 +3,4 @@
 
 pub mod helix;
 pub mod http;
+pub mod tokens;

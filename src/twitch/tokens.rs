@@ -53,10 +53,13 @@ impl AppTokens {
         self.held = None;
     }
 
-    /// Asks Twitch whether the held token is still good (acquiring one if none
-    /// is held), then refreshes it if invalid or close to expiry. Returns the
-    /// token to use.
+    /// Asks Twitch whether the held token (a new one if none is held) is still
+    /// good, then refreshes it if invalid or close to expiry. Returns the token
+    /// to use.
     pub async fn validate(&mut self) -> Result<String, HelixError> {
+        if self.held.is_none() {
+            self.acquire().await?;
+        }
         let Some(held) = self.held.clone() else {
             return self.acquire().await;
         };

@@ -204,7 +204,8 @@ impl Session<'_> {
                     .metrics
                     .chat_source_connected
                     .set(ChatSource::Irc, 1);
-                log::info!("irc: logged in; joining channels");
+                let nick = msg.params().next().unwrap_or_default();
+                log::info!("irc: logged in as {nick}; joining channels");
                 self.joins.advance(stream, self.app).await?;
             }
             "RECONNECT" => return Err(End::Reconnect),
@@ -236,11 +237,12 @@ impl Session<'_> {
             message_id: p.id.map(str::to_string),
             sent_ms: p.sent_ms,
         };
-        self.app.hub.chat(&chat, now);
-        let metrics = &self.app.metrics;
-        metrics
+        // Before the hub publishes, so whoever sees the vote sees the timestamp.
+        self.app
+            .metrics
             .chat_source_last_message
             .set(ChatSource::Irc, (now / 1000) as i64);
+        self.app.hub.chat(&chat, now);
     }
 
     fn notice(&self, msg: &Message<'_>) -> Result<(), End> {

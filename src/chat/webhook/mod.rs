@@ -12,20 +12,22 @@
 //! rate limited per IP: every chat line of every channel comes from Twitch.
 
 mod conduit;
+mod payload;
 pub mod verify;
 
 pub use conduit::conduit_loop;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use nanoserde::DeJson;
 
 use crate::app::{App, now_ms};
-use crate::chat::{ChatMessage, ChatSource};
+use crate::chat::ChatSource;
 use crate::http::request::Request;
 use crate::http::response::{Response, json_escape};
 use crate::metrics::{ChatDropReason, WebhookResult};
-use verify::{Freshness, SeenIds};
+use verify::Freshness;
+pub use verify::SeenIds;
 
 /// Largest body we read; Twitch's notifications are a few KB.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -72,7 +74,7 @@ fn answer(app: &Arc<App>, req: &Request, body: &[u8], now: u64) -> (WebhookResul
         kind @ ("notification" | "revocation") => {
             if !first_sighting(app, id, now) {
                 log::debug!("twitch webhook: duplicate message {id}; acknowledged again");
-                return (WebhookResult::Duplicate, Response::new(204, "text/plain", &b""[..]));
+                return no_content(WebhookResult::Duplicate);
             }
             if kind == "notification" {
                 notification(app, req, body, sent_ms, now)
@@ -117,7 +119,11 @@ fn challenge(body: &[u8]) -> (WebhookResult, Response) {
             let resp = Response::new(200, "text/plain", c.challenge.into_bytes());
             (WebhookResult::Verification, resp)
         }
-        Err(_) => refuse(WebhookResult::Malformed, 400, "verification without a challenge"),
+        Err(_) => refuse(
+            WebhookResult::Malformed,
+            400,
+            "verification without a challenge",
+        ),
     }
 }
 
@@ -133,9 +139,15 @@ fn notification(
         log::debug!("twitch webhook: ignoring a {kind:?} notification");
         return no_content(WebhookResult::Ignored);
     }
-    match std::str::from_utf8(body).map_err(|e| e.to_string()).and_then(|t| parse_chat(t).map_err(|e| e.to_string())) {
+    match std::str::from_utf8(body)
+        .map_err(|e| e.to_string())
+        .and_then(|t| payload::parse_chat(t).map_err(|e| e.to_string()))
+    {
         Ok(mut msg) => {
             msg.sent_ms.get_or_insert(sent_ms);
+            app.metrics
+                .chat_source_last_message
+                .set(ChatSource::EventSubWebhook, (now / 1000) as i64);
             app.hub.chat(&msg, now);
             no_content(WebhookResult::Notification)
         }
@@ -143,44 +155,12 @@ fn notification(
             // Answered 2xx anyway: a payload we cannot read will not improve on
             // redelivery, and failures would get the subscription revoked.
             log::warn!("twitch webhook: unreadable chat notification: {e}");
-            app.metrics.chat_lines_dropped.inc(ChatDropReason::Malformed);
+            app.metrics
+                .chat_lines_dropped
+                .inc(ChatDropReason::Malformed);
             no_content(WebhookResult::Malformed)
         }
     }
-}
-
-#[derive(DeJson)]
-struct ChatPayload {
-    event: ChatEvent,
-}
-
-#[derive(DeJson)]
-struct ChatEvent {
-    broadcaster_user_login: String,
-    chatter_user_id: String,
-    message_id: Option<String>,
-    message: ChatText,
-}
-
-#[derive(DeJson)]
-struct ChatText {
-    text: String,
-}
-
-/// The `channel.chat.message` payload (`{"subscription":…,"event":…}`) → a chat line.
-///
-/// NOTE: stand-in until `crate::chat::eventsub::chat_message_from_payload` (owned by the
-/// EventSub WebSocket source, shared by both transports) lands; then call that instead.
-fn parse_chat(payload: &str) -> Result<ChatMessage, crate::twitch::helix::HelixError> {
-    let p: ChatPayload = crate::twitch::helix::decode(payload.as_bytes())?;
-    Ok(ChatMessage {
-        source: ChatSource::EventSubWebhook,
-        channel: p.event.broadcaster_user_login.to_ascii_lowercase(),
-        chatter_id: p.event.chatter_user_id,
-        text: p.event.message.text,
-        message_id: p.event.message_id,
-        sent_ms: None,
-    })
 }
 
 #[derive(DeJson)]
@@ -211,31 +191,26 @@ fn revocation(app: &Arc<App>, body: &[u8]) -> (WebhookResult, Response) {
     );
     let app2 = Arc::clone(app);
     app.spawn(async move {
-        match app2.db.revoke_eventsub_subscription(&sub.id, &sub.status).await {
+        match app2
+            .db
+            .revoke_eventsub_subscription(&sub.id, &sub.status)
+            .await
+        {
             Ok(true) => {}
-            Ok(false) => log::info!("twitch webhook: revoked subscription {} was not stored", sub.id),
+            Ok(false) => log::info!(
+                "twitch webhook: revoked subscription {} was not stored",
+                sub.id
+            ),
             Err(e) => log::error!("twitch webhook: marking {} revoked failed: {e}", sub.id),
         }
     });
     no_content(WebhookResult::Revocation)
 }
 
-/// Message ids seen, per node. `App` has no slot for source state, so each
-/// node's set lives here, found by the node's address (a dead node's entry is
-/// dropped on the next lookup). One short lock per webhook request.
-static SEEN: Mutex<Vec<(Weak<App>, SeenIds)>> = Mutex::new(Vec::new());
-
 /// Records `id` for this node; false when it was seen within the freshness window.
 fn first_sighting(app: &Arc<App>, id: &str, now: u64) -> bool {
-    let mut nodes = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    nodes.retain(|(node, _)| node.strong_count() > 0);
-    let me = Arc::as_ptr(app);
-    let i = match nodes.iter().position(|(node, _)| node.as_ptr() == me) {
-        Some(i) => i,
-        None => {
-            nodes.push((Arc::downgrade(app), SeenIds::default()));
-            nodes.len() - 1
-        }
-    };
-    nodes[i].1.insert(id, now)
+    app.webhook_seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, now)
 }

@@ -47,7 +47,7 @@ pub fn sign(secret: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -118,7 +118,11 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
             if h > 23 || m > 59 {
                 return None;
             }
-            if *sign == b'+' { h * 60 + m } else { -(h * 60 + m) }
+            if *sign == b'+' {
+                h * 60 + m
+            } else {
+                -(h * 60 + m)
+            }
         }
         _ => return None,
     };
@@ -184,7 +188,11 @@ impl SeenIds {
     }
 
     fn expire(&mut self, now_ms: u64) {
-        while self.order.front().is_some_and(|(until, _)| *until <= now_ms) {
+        while self
+            .order
+            .front()
+            .is_some_and(|(until, _)| *until <= now_ms)
+        {
             self.pop_oldest();
         }
     }

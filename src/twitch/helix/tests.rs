@@ -1,6 +1,11 @@
 //! Decoding Twitch's documented response shapes and building request JSON.
 
+use std::time::Duration;
+
+use super::retry::{RATE_LIMIT_WAIT_CAP, check, rate_limit_wait};
+use super::wire::{self, url_encode};
 use super::*;
+use crate::twitch::http::HttpResponse;
 
 #[test]
 fn validate_user_and_app_tokens() {
