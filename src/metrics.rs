@@ -333,6 +333,21 @@ label_enum! {
 }
 
 label_enum! {
+    /// `eventsub_ws_messages_total{type}`: EventSub WebSocket messages by `message_type`,
+    /// plus notifications dropped as already seen and messages we could not read.
+    EventSubWsMessage {
+        Welcome => "session_welcome",
+        Keepalive => "session_keepalive",
+        Notification => "notification",
+        Reconnect => "session_reconnect",
+        Revocation => "revocation",
+        Other => "other",
+        Duplicate => "duplicate",
+        Invalid => "invalid",
+    }
+}
+
+label_enum! {
     /// `http_bad_requests_total{reason}`.
     BadRequest {
         HeadTooLarge => "head_too_large",
@@ -519,6 +534,8 @@ pub struct Metrics {
     pub chat_lines_dropped: CounterVec<ChatDropReason, { ChatDropReason::COUNT }>,
     /// `eventsub_webhook_requests_total{result}`
     pub eventsub_webhook_requests: CounterVec<WebhookResult, { WebhookResult::COUNT }>,
+    /// `eventsub_ws_messages_total{type}`
+    pub eventsub_ws_messages: CounterVec<EventSubWsMessage, { EventSubWsMessage::COUNT }>,
     /// `twitch_token_failures_total`: app-token acquisitions or validations that failed.
     pub twitch_token_failures: Counter,
 
@@ -562,6 +579,7 @@ impl Metrics {
             chat_source_last_message: GaugeVec::new(),
             chat_lines_dropped: CounterVec::new(),
             eventsub_webhook_requests: CounterVec::new(),
+            eventsub_ws_messages: CounterVec::new(),
             twitch_token_failures: Counter::new(),
             store_flush: CounterVec::new(),
             store_flush_duration: Histogram::new(STORE_FLUSH_BUCKETS),
@@ -776,6 +794,13 @@ impl Metrics {
             "EventSub webhook requests, by result.",
             "result",
             &self.eventsub_webhook_requests,
+        );
+        counter_vec(
+            out,
+            "eventsub_ws_messages_total",
+            "EventSub WebSocket messages received, by type (duplicate, invalid: dropped).",
+            "type",
+            &self.eventsub_ws_messages,
         );
         counter(
             out,

@@ -107,7 +107,7 @@ impl Server {
         let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
         let (done_tx, done_rx) = smol::channel::bounded(1);
         let (exit_tx, exit_rx) = smol::channel::bounded::<()>(1);
-        let threads = (0..worker_threads())
+        let threads = (0..worker_threads(app.config.server.workers))
             .map(|i| {
                 let ex = Arc::clone(&ex);
                 let exit_rx = exit_rx.clone();
@@ -179,10 +179,12 @@ fn host_for(addr: SocketAddr) -> String {
     }
 }
 
-fn worker_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4)
+/// `server.workers`, or one per core (at most 4) when 0.
+fn worker_threads(configured: u32) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4),
+        n => n as usize,
+    }
 }
 
 fn hub_settings(config: &Config) -> HubSettings {

@@ -59,12 +59,14 @@ pub async fn serve_overlay(
     metrics.ws_connections_current.inc();
     let started = Instant::now();
     let mut last_seen = Instant::now();
-    let mut next_ping = Instant::now() + jitter(PING_EVERY);
+    // One timer for the socket's life, re-armed after each ping: creating a
+    // timer per loop turn would re-register it with the reactor for every frame.
+    let mut ping_timer = Timer::at(Instant::now() + jitter(PING_EVERY));
     let close = loop {
         let event = async { Event::Inbound(ws.next().await) }
             .or(async { Event::Outbound(sub.rx.recv().await) })
             .or(async {
-                Timer::at(next_ping).await;
+                (&mut ping_timer).await;
                 Event::Ping
             })
             .await;
@@ -110,7 +112,7 @@ pub async fn serve_overlay(
                     metrics.ws_pong_timeouts.inc();
                     break None;
                 }
-                next_ping = Instant::now() + PING_EVERY;
+                ping_timer.set_at(Instant::now() + PING_EVERY);
                 if !Box::pin(send(&mut ws, Message::Ping(Bytes::new()))).await {
                     break None;
                 }

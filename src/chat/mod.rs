@@ -6,6 +6,7 @@
 //! One source per deployment (`[twitch] source`), started by [`spawn_source`].
 
 pub mod demo;
+pub mod eventsub;
 pub mod irc;
 pub mod webhook;
 

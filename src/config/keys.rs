@@ -48,6 +48,7 @@ pub(super) const KEYS: &[Key] = &[
     key!(server.public_url, public_url),
     key!(server.trusted_proxies, ip_nets),
     key!(server.dev, boolean),
+    key!(server.workers, integer, 0..=64),
     key!(log.level, level),
     key!(log.format, log_format),
     key!(limits.max_connections, integer, 1..=MAX_COUNT),

@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Also allow `http://localhost:<any port>` (and 127.0.0.1, [::1]) Origins.
     pub dev: bool,
+    /// Executor threads; 0 = one per core (at most 4).
+    pub workers: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +180,7 @@ impl Default for Config {
                 public_url: None,
                 trusted_proxies: Vec::new(),
                 dev: false,
+                workers: 0,
             },
             data_dir: PathBuf::from("chatpulse-data"),
             log: LogConfig {
