@@ -112,7 +112,48 @@ pub fn run_all(extra: Vec<Result>) -> Vec<Result> {
     out.push(measure("frame encode", |i| {
         black_box(crate::frame::encode("update", i, now, &snap, &cfg));
     }));
+    out.extend(ingestion());
     out.extend(extra);
+    out
+}
+
+/// Parsing and verification on the chat ingestion paths.
+fn ingestion() -> Vec<Result> {
+    use crate::chat::irc::parse;
+    use crate::chat::webhook::verify;
+    // Twitch's documented PRIVMSG example (tags reference), as received.
+    const LINE: &str = "@badge-info=;badges=global_mod/1,turbo/1;color=#0D4200;display-name=ronni;\
+emotes=25:0-4,12-16/1902:6-10;id=b34ccfc7-4977-403a-8a94-33c6bac34fb8;mod=0;room-id=1337;\
+subscriber=0;tmi-sent-ts=1507246572675;turbo=1;user-id=1337;user-type=global_mod \
+:ronni!ronni@ronni.tmi.twitch.tv PRIVMSG #ronni :Kappa Keepo Kappa";
+    let mut out = vec![measure("IRC PRIVMSG parse (tags + fields)", |_| {
+        if let Ok(msg) = parse::parse_line(black_box(LINE)) {
+            black_box(msg.privmsg());
+        }
+    })];
+    let mut framed = Vec::new();
+    for _ in 0..64 {
+        framed.extend_from_slice(LINE.as_bytes());
+        framed.extend_from_slice(b"\r\n");
+    }
+    let mut lines = parse::LineBuffer::new();
+    out.push(measure("IRC framing + parse, per line (64/read)", |i| {
+        if i % 64 == 0 {
+            lines.extend(&framed);
+        }
+        if let Some(Ok(line)) = lines.next_line() {
+            if let Ok(msg) = parse::parse_line(line) {
+                black_box(msg.privmsg());
+            }
+        }
+    }));
+    let body = br#"{"subscription":{"id":"ae2ff348-e102-16be-a3eb-6830c1bf38d2","status":"enabled","type":"channel.follow","version":"1","condition":{"broadcaster_user_id":"44429626"},"transport":{"method":"webhook","callback":"null"},"created_at":"2021-02-19T23:47:00.7621315Z"},"event":{"user_id":"28408015","user_login":"testFromUser","user_name":"testFromUser","broadcaster_user_id":"44429626","broadcaster_user_login":"44429626","broadcaster_user_name":"testBroadcaster"}}"#;
+    let (id, ts) = ("ae2ff348-e102-16be-a3eb-6830c1bf38d2", "2021-02-19T23:47:00.8091512Z");
+    let header = "sha256=d10f5bd9474b7ac7bd7105eb79c2d52768b4d0cd2a135982c3bf5a1d59a78823";
+    assert!(verify::signature_ok(b"secretabcd", id, ts, body, header), "documented vector");
+    out.push(measure("webhook HMAC-SHA256 verify (458 B body)", |_| {
+        black_box(verify::signature_ok(b"secretabcd", id, ts, black_box(body), header));
+    }));
     out
 }
 
