@@ -179,10 +179,15 @@ fn host_for(addr: SocketAddr) -> String {
     }
 }
 
-/// `server.workers`, or one per core (at most 4) when 0.
+/// `server.workers`, or when 0: one worker on boxes with up to 2 cores (the
+/// fan-out is I/O-bound and cross-thread wake-ups cost more than they save:
+/// BENCHMARKS.md), else half the cores, at most 4.
 fn worker_threads(configured: u32) -> usize {
     match configured {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4),
+        0 => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if cores <= 2 { 1 } else { (cores / 2).min(4) }
+        }
         n => n as usize,
     }
 }

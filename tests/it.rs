@@ -3,6 +3,7 @@
 mod bench;
 mod browser;
 mod common;
+mod eventsub_ws;
 mod http;
 mod irc;
 mod lifecycle;

@@ -12,8 +12,9 @@ use smol::net::{TcpListener, TcpStream};
 
 use super::stats::Pacer;
 
-/// Write granularity: one batch of lines per tick keeps syscalls low.
-const TICK: Duration = Duration::from_millis(5);
+/// Write granularity: 1 ms keeps bursts small (5 ms batches of ~100 frames made
+/// the measured p99 mostly queueing in the tool itself) and syscalls bounded.
+const TICK: Duration = Duration::from_millis(1);
 
 pub struct Feed {
     pub addr: std::net::SocketAddr,

@@ -148,11 +148,23 @@ subscriber=0;tmi-sent-ts=1507246572675;turbo=1;user-id=1337;user-type=global_mod
         }
     }));
     let body = br#"{"subscription":{"id":"ae2ff348-e102-16be-a3eb-6830c1bf38d2","status":"enabled","type":"channel.follow","version":"1","condition":{"broadcaster_user_id":"44429626"},"transport":{"method":"webhook","callback":"null"},"created_at":"2021-02-19T23:47:00.7621315Z"},"event":{"user_id":"28408015","user_login":"testFromUser","user_name":"testFromUser","broadcaster_user_id":"44429626","broadcaster_user_login":"44429626","broadcaster_user_name":"testBroadcaster"}}"#;
-    let (id, ts) = ("ae2ff348-e102-16be-a3eb-6830c1bf38d2", "2021-02-19T23:47:00.8091512Z");
+    let (id, ts) = (
+        "ae2ff348-e102-16be-a3eb-6830c1bf38d2",
+        "2021-02-19T23:47:00.8091512Z",
+    );
     let header = "sha256=d10f5bd9474b7ac7bd7105eb79c2d52768b4d0cd2a135982c3bf5a1d59a78823";
-    assert!(verify::signature_ok(b"secretabcd", id, ts, body, header), "documented vector");
+    assert!(
+        verify::signature_ok(b"secretabcd", id, ts, body, header),
+        "documented vector"
+    );
     out.push(measure("webhook HMAC-SHA256 verify (458 B body)", |_| {
-        black_box(verify::signature_ok(b"secretabcd", id, ts, black_box(body), header));
+        black_box(verify::signature_ok(
+            b"secretabcd",
+            id,
+            ts,
+            black_box(body),
+            header,
+        ));
     }));
     out
 }

@@ -186,7 +186,9 @@ struct RevocationPayload {
 /// Reads one WebSocket text message: its metadata and what it says.
 pub fn parse_ws_message(text: &str) -> Result<(Metadata, WsMessage<'_>), EventSubError> {
     let fields = json::top_level_fields(text).map_err(|e| EventSubError::Syntax(e.to_string()))?;
-    let metadata = Envelope::deserialize_json(text).map_err(|e| shape(&e))?.metadata;
+    let metadata = Envelope::deserialize_json(text)
+        .map_err(|e| shape(&e))?
+        .metadata;
     let payload = fields
         .iter()
         .find(|(k, _)| *k == "payload")

@@ -5,12 +5,13 @@
 //! at start and hourly (Twitch requires both), resolve the hub's channel logins
 //! to user ids, spread the channels over at most [`MAX_SOCKETS`] sockets of
 //! [`SUBS_PER_SOCKET`] subscriptions each, and start over with backoff when the
-//! token fails or the channel list changes. One socket's life (welcome,
-//! subscriptions, keepalive, reconnect hand-over, close codes) is in `session`;
-//! creating subscriptions is in `subscribe`. Everything runs inside the one
+//! token fails or the channel list changes. One socket's reconnect loop and
+//! close codes are in `socket`; one session (welcome, keepalive, reconnect
+//! hand-over, chat to the hub) in `session`; creating subscriptions in `subscribe`. Everything runs inside the one
 //! source task, so cancelling it at shutdown drops every socket.
 
 mod session;
+mod socket;
 mod subscribe;
 #[cfg(test)]
 mod tests;
@@ -18,7 +19,7 @@ mod tests;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_rustls::rustls::ClientConfig;
 use futures_util::future::select_all;
@@ -46,6 +47,8 @@ const VALIDATE_RETRY: Duration = Duration::from_secs(60);
 const CHANNEL_SYNC_EVERY: Duration = Duration::from_secs(15);
 /// A bad token or missing scope needs a person; retry slowly.
 const AUTH_BACKOFF: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(1800));
+/// A run that lasted this long worked: the next failure starts the backoff over.
+const HEALTHY_RUN: Duration = Duration::from_secs(600);
 
 /// How channels are spread over sockets; tests shrink it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,17 +122,25 @@ pub async fn eventsub_ws_loop_with(app: Arc<App>, limits: Limits) {
     let twitch = &app.config.twitch;
     let tls = match crate::tls::client_config(twitch.ca_file.as_deref()) {
         Ok(tls) => tls,
-        Err(e) => return log::error!("twitch eventsub-ws: cannot start: {e}"),
+        Err(e) => {
+            log::error!("twitch eventsub-ws: cannot start: {e}");
+            return;
+        }
     };
+    // The config check makes both present for this source.
     let (Some(client_id), Some(token)) = (&twitch.client_id, &twitch.user_token) else {
-        return log::error!("twitch eventsub-ws: twitch.client_id and twitch.user_token are required");
+        log::error!("twitch eventsub-ws: twitch.client_id and twitch.user_token are required");
+        return;
     };
     let http = HttpClient::new(Arc::clone(&tls));
     let helix = Helix::new(http, &twitch.helix_url, &twitch.auth_url, client_id);
-    let token = token.strip_prefix("oauth:").unwrap_or(token).to_string();
     let mut backoff = Backoff::new(AUTH_BACKOFF.0, AUTH_BACKOFF.1);
     loop {
-        let stop = run(&app, &helix, &token, &tls, limits).await;
+        let started = Instant::now();
+        let stop = run(&app, &helix, token, &tls, limits).await;
+        if started.elapsed() >= HEALTHY_RUN {
+            backoff.reset();
+        }
         app.metrics
             .chat_source_connected
             .set(ChatSource::EventSubWs, 0);
@@ -139,6 +150,7 @@ pub async fn eventsub_ws_loop_with(app: Arc<App>, limits: Limits) {
                 continue;
             }
             Stop::Auth(why) => {
+                app.metrics.twitch_token_failures.inc();
                 let delay = backoff.next();
                 log::error!("twitch eventsub-ws: {why}; chat stopped, retrying in {delay:?}");
                 delay
@@ -173,7 +185,9 @@ async fn run(
     let list: Vec<String> = logins.iter().cloned().collect();
     let users = match with_retry("users by login", || helix.users_by_login(token, &list)).await {
         Ok(users) => users,
-        Err(HelixError::Unauthorized(m)) => return Stop::Auth(format!("Helix refused the token: {m}")),
+        Err(HelixError::Unauthorized(m)) => {
+            return Stop::Auth(format!("Helix refused the token: {m}"));
+        }
         Err(e) => return Stop::Helix(format!("resolving channel ids: {e}")),
     };
     let channels = resolve(&list, users);
@@ -209,7 +223,7 @@ async fn run(
         let loops = shards
             .iter()
             .enumerate()
-            .map(|(i, chans)| Box::pin(session::socket_loop(&ctx, i, chans)));
+            .map(|(i, chans)| Box::pin(socket::socket_loop(&ctx, i, chans)));
         select_all(loops).await.0
     };
     sockets

@@ -7,6 +7,7 @@
 
 pub mod demo;
 pub mod eventsub;
+pub mod eventsub_ws;
 pub mod irc;
 pub mod webhook;
 
@@ -42,13 +43,6 @@ pub fn spawn_source(ex: &smol::Executor<'static>, app: &Arc<App>) -> Option<smol
         ChatSourceKind::None => None,
         ChatSourceKind::Irc => Some(ex.spawn(irc::irc_loop(app))),
         ChatSourceKind::EventSubWebhook => Some(ex.spawn(webhook::conduit_loop(app))),
-        kind => {
-            log::warn!(
-                "chat source {} is not available in this build yet",
-                kind.as_str()
-            );
-            let _ = ex;
-            None
-        }
+        ChatSourceKind::EventSubWs => Some(ex.spawn(eventsub_ws::eventsub_ws_loop(app))),
     }
 }

@@ -59,7 +59,7 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Also allow `http://localhost:<any port>` (and 127.0.0.1, [::1]) Origins.
     pub dev: bool,
-    /// Executor threads; 0 = one per core (at most 4).
+    /// Executor threads; 0 = automatic (1 up to 2 cores, else half the cores, ≤ 4).
     pub workers: u32,
 }
 

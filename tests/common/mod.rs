@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::question_mark, clippy::large_enum_variant)]
 
 pub mod browser;
+pub mod fake_eventsub_ws;
 pub mod fake_helix;
 pub mod fake_irc;
 

@@ -215,8 +215,8 @@ fn ws_odd_messages() {
 
 #[test]
 fn json_walk() {
-    let f = top_level_fields(r#" {"a" : [1, -2.5e+3, {"b": null}], "c":"x\"}", "d":{} } "#)
-        .unwrap();
+    let f =
+        top_level_fields(r#" {"a" : [1, -2.5e+3, {"b": null}], "c":"x\"}", "d":{} } "#).unwrap();
     assert_eq!(
         f,
         vec![
@@ -263,5 +263,8 @@ fn json_walk() {
         top_level_fields(&deep(MAX_DEPTH)).unwrap_err().what,
         "nested too deep"
     );
-    assert!(top_level_fields(&deep(100_000)).is_err(), "no stack overflow");
+    assert!(
+        top_level_fields(&deep(100_000)).is_err(),
+        "no stack overflow"
+    );
 }

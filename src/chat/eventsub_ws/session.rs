@@ -1,8 +1,7 @@
-//! One EventSub WebSocket and its successors: connect, wait for the welcome,
+//! One EventSub session, from connect to its end: wait for the welcome,
 //! subscribe (once per fresh session), hand chat to the hub, watch the
-//! keepalive, follow `session_reconnect` without losing a message, and log how
-//! it ended. [`socket_loop`] reconnects forever with backoff; it returns only
-//! when the token stopped working.
+//! keepalive, and follow `session_reconnect` without losing a message. It
+//! returns why it ended; `socket` decides what happens next.
 //!
 //! A session holds up to three sockets, all read in one loop: the `live` one,
 //! a `next` one connecting or waiting for its welcome (first connect or the
@@ -14,109 +13,32 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_util::StreamExt;
 use smol::Timer;
 use smol::future::{FutureExt, race};
 
-use super::{Backoff, Channel, Ctx, Stop, subscribe};
+use super::socket::{CONNECT_TIMEOUT, End, Ws, connect, describe};
+use super::{Channel, Ctx, subscribe};
 use crate::app::now_ms;
 use crate::chat::ChatSource;
 use crate::chat::eventsub::{Session, WsMessage, chat_message_from_payload, parse_ws_message};
 use crate::chat::webhook::verify::{SeenIds, parse_rfc3339_ms};
 use crate::metrics::EventSubWsMessage as Kind;
-use crate::tls::{self, MaybeTls};
-use crate::twitch::http::Url;
 
-/// TCP + TLS + WebSocket handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Twitch sends the welcome right after the handshake.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Twitch sends a keepalive *at* the timeout; allow for the network on top.
 const KEEPALIVE_GRACE: Duration = Duration::from_secs(3);
 /// Used when a welcome names no keepalive (Twitch's default).
 const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
+/// Twitch allows 10–600 s; a larger value from the wire is cut to this.
+const MAX_KEEPALIVE_SECS: u64 = 600;
 /// After a hand-over the old socket is read this long at most; Twitch closes
 /// it once the new one is welcomed.
 const OLD_SOCKET_LIMIT: Duration = Duration::from_secs(30);
-/// Twitch's messages are a few KB; anything near this is not Twitch.
-const MAX_MESSAGE: usize = 1 << 20;
-/// Reconnects start here and double up to the cap.
-const RECONNECT_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(120));
-/// A session that lived this long was healthy: the next reconnect starts the
-/// backoff over.
-const HEALTHY_SESSION: Duration = Duration::from_secs(60);
 
-type Ws = WebSocketStream<MaybeTls>;
 type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Why a session ended.
-enum End {
-    /// The token stopped working (Helix said 401).
-    Auth(String),
-    /// Closed by Twitch with a code.
-    Closed(u16, String),
-    /// Anything else: connect failure, timeout, reset.
-    Lost(String),
-}
-
-/// Reconnects one socket's channels forever; returns only on a token failure.
-pub(super) async fn socket_loop(ctx: &Ctx, socket: usize, channels: &[Channel]) -> Stop {
-    let mut backoff = Backoff::new(RECONNECT_BACKOFF.0, RECONNECT_BACKOFF.1);
-    let mut seen = SeenIds::default();
-    let _down = DownOnDrop(ctx, socket);
-    loop {
-        let started = Instant::now();
-        let end = Run::new(ctx, socket, channels, &mut seen).go().await;
-        ctx.set_connected(socket, false);
-        ctx.app
-            .metrics
-            .chat_source_reconnects
-            .inc(ChatSource::EventSubWs);
-        if started.elapsed() >= HEALTHY_SESSION {
-            backoff.reset();
-        }
-        let delay = backoff.next();
-        let tag = format!("twitch eventsub-ws[{socket}]");
-        match end {
-            End::Auth(why) => return Stop::Auth(format!("Helix refused the token: {why}")),
-            End::Closed(code, reason) => {
-                let (level, meaning) = close_meaning(code);
-                log::log!(level, "{tag}: closed {code} ({meaning}) {reason:?}; reconnecting in {delay:?}");
-            }
-            End::Lost(why) => log::warn!("{tag}: {why}; reconnecting in {delay:?}"),
-        }
-        Timer::after(delay).await;
-    }
-}
-
-/// Clears the socket's connected flag when the loop is cancelled.
-struct DownOnDrop<'a>(&'a Ctx, usize);
-
-impl Drop for DownOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.set_connected(self.1, false);
-    }
-}
-
-/// What Twitch's close codes mean, and how loud to log them. 4001 and 4003
-/// are our bugs (we sent something; we did not subscribe in time).
-pub(super) fn close_meaning(code: u16) -> (log::Level, &'static str) {
-    use log::Level::{Error, Warn};
-    match code {
-        4000 => (Warn, "Twitch internal server error"),
-        4001 => (Error, "client sent inbound traffic: a ChatPulse bug"),
-        4002 => (Warn, "client failed ping-pong"),
-        4003 => (Error, "connection unused: no subscription within 10 s of the welcome"),
-        4004 => (Warn, "reconnect grace time expired"),
-        4005 => (Warn, "network timeout"),
-        4006 => (Warn, "network error"),
-        4007 => (Warn, "invalid reconnect"),
-        _ => (Warn, "closed by the server"),
-    }
-}
 
 /// Which of a session's sockets something came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,14 +50,14 @@ enum Sock {
 
 enum Event {
     Read(Sock, Option<Result<Message, WsError>>),
-    Connected(Result<Ws, String>),
+    Connected(Result<Box<Ws>, String>),
     Subscribed(Result<usize, String>),
     Deadline,
     OldExpired,
 }
 
 /// One session's state; see the module doc.
-struct Run<'a> {
+pub(super) struct Run<'a> {
     ctx: &'a Ctx,
     socket: usize,
     channels: &'a [Channel],
@@ -144,14 +66,19 @@ struct Run<'a> {
     live: Option<Ws>,
     next: Option<Ws>,
     old: Option<(Ws, Instant)>,
-    connecting: Option<Pending<'a, Result<Ws, String>>>,
+    connecting: Option<Pending<'a, Result<Box<Ws>, String>>>,
     subscribing: Option<Pending<'a, Result<usize, String>>>,
     /// Keepalive deadline of `live`, or the welcome deadline of `next`.
     deadline: Instant,
 }
 
 impl<'a> Run<'a> {
-    fn new(ctx: &'a Ctx, socket: usize, channels: &'a [Channel], seen: &'a mut SeenIds) -> Self {
+    pub(super) fn new(
+        ctx: &'a Ctx,
+        socket: usize,
+        channels: &'a [Channel],
+        seen: &'a mut SeenIds,
+    ) -> Self {
         let url = ctx.app.config.twitch.eventsub_ws_url.clone();
         Run {
             ctx,
@@ -168,7 +95,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn go(mut self) -> End {
+    /// Runs the session to its end.
+    pub(super) async fn go(mut self) -> End {
         loop {
             let event = self.wait().await;
             if let Err(end) = self.handle(event) {
@@ -192,14 +120,14 @@ impl<'a> Run<'a> {
         let read_next = async { Event::Read(Sock::Next, read(next.as_mut()).await) };
         let read_old = async {
             match old {
-                Some((ws, until)) => ws
-                    .next()
-                    .map(|m| Event::Read(Sock::Old, m))
-                    .or(async {
-                        Timer::at(*until).await;
-                        Event::OldExpired
-                    })
-                    .await,
+                Some((ws, until)) => {
+                    async { Event::Read(Sock::Old, ws.next().await) }
+                        .or(async {
+                            Timer::at(*until).await;
+                            Event::OldExpired
+                        })
+                        .await
+                }
                 None => std::future::pending().await,
             }
         };
@@ -245,7 +173,7 @@ impl<'a> Run<'a> {
             Event::Connected(result) => {
                 self.connecting = None;
                 match result {
-                    Ok(ws) => self.next = Some(ws),
+                    Ok(ws) => self.next = Some(*ws),
                     Err(e) => return self.on_gone(Sock::Next, End::Lost(e)),
                 }
                 Ok(())
@@ -261,9 +189,9 @@ impl<'a> Run<'a> {
                 );
                 Ok(())
             }
-            Event::Deadline if self.live.is_some() => Err(End::Lost(
-                format!("no message within the keepalive time + {KEEPALIVE_GRACE:?}"),
-            )),
+            Event::Deadline if self.live.is_some() => Err(End::Lost(format!(
+                "no message within the keepalive time + {KEEPALIVE_GRACE:?}"
+            ))),
             Event::Deadline => Err(End::Lost("no welcome in time".into())),
             Event::OldExpired => {
                 self.old = None;
@@ -278,7 +206,11 @@ impl<'a> Run<'a> {
         match from {
             Sock::Old => self.old = None,
             Sock::Next if self.live.is_some() => {
-                log::warn!("{}: reconnect socket failed: {}", self.tag(), describe(&end));
+                log::warn!(
+                    "{}: reconnect socket failed: {}",
+                    self.tag(),
+                    describe(&end)
+                );
                 self.next = None;
             }
             Sock::Live if self.next.is_some() || self.connecting.is_some() => {
@@ -381,10 +313,16 @@ impl<'a> Run<'a> {
 
     fn on_reconnect(&mut self, session: Session) {
         let Some(url) = session.reconnect_url.filter(|u| !u.is_empty()) else {
-            log::warn!("{}: session_reconnect without a URL; waiting for the close", self.tag());
+            log::warn!(
+                "{}: session_reconnect without a URL; waiting for the close",
+                self.tag()
+            );
             return;
         };
-        log::info!("{}: Twitch asked for a reconnect; connecting to the new URL", self.tag());
+        log::info!(
+            "{}: Twitch asked for a reconnect; connecting to the new URL",
+            self.tag()
+        );
         self.next = None;
         self.connecting = Some(Box::pin(connect(self.ctx, url)));
     }
@@ -401,7 +339,11 @@ impl<'a> Run<'a> {
         };
         let now = now_ms();
         // Per channel: in shared chat one message reaches several channels.
-        let key = format!("{}/{}", msg.channel, msg.message_id.as_deref().unwrap_or(""));
+        let key = format!(
+            "{}/{}",
+            msg.channel,
+            msg.message_id.as_deref().unwrap_or("")
+        );
         if !self.seen.insert(&key, now) {
             metrics.eventsub_ws_messages.inc(Kind::Duplicate);
             return;
@@ -415,10 +357,13 @@ impl<'a> Run<'a> {
     }
 
     fn keepalive(&self) -> Duration {
-        let secs = self.session.as_ref().and_then(|s| s.keepalive_timeout_seconds);
-        secs.filter(|s| *s > 0)
-            .map_or(DEFAULT_KEEPALIVE, Duration::from_secs)
-            + KEEPALIVE_GRACE
+        let secs = self
+            .session
+            .as_ref()
+            .and_then(|s| s.keepalive_timeout_seconds);
+        secs.filter(|s| *s > 0).map_or(DEFAULT_KEEPALIVE, |s| {
+            Duration::from_secs(s.min(MAX_KEEPALIVE_SECS))
+        }) + KEEPALIVE_GRACE
     }
 
     fn session_id(&self) -> &str {
@@ -435,35 +380,4 @@ async fn read(ws: Option<&mut Ws>) -> Option<Result<Message, WsError>> {
         Some(ws) => ws.next().await,
         None => std::future::pending().await,
     }
-}
-
-fn describe(end: &End) -> String {
-    match end {
-        End::Auth(why) | End::Lost(why) => why.clone(),
-        End::Closed(code, reason) => format!("closed {code} {reason:?}"),
-    }
-}
-
-/// Connects to an EventSub URL (`wss://` with TLS, `ws://` plain for tests).
-async fn connect(ctx: &Ctx, url: String) -> Result<Ws, String> {
-    let attempt = async {
-        let target = Url::parse(&url).map_err(|e| e.to_string())?;
-        let tls = target.tls.then_some(&ctx.tls);
-        let stream = tls::connect(&target.host, target.port, tls)
-            .await
-            .map_err(|e| format!("connect {}: {e}", target.authority()))?;
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
-        async_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
-            .await
-            .map(|(ws, _)| ws)
-            .map_err(|e| format!("handshake with {}: {e}", target.authority()))
-    };
-    attempt
-        .or(async {
-            Timer::after(CONNECT_TIMEOUT).await;
-            Err(format!("connect timed out after {CONNECT_TIMEOUT:?}"))
-        })
-        .await
 }

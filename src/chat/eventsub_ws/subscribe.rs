@@ -22,8 +22,12 @@ pub(super) async fn subscribe_all(
     channels: &[Channel],
 ) -> Result<usize, String> {
     let sid = session_id.as_str();
-    let results: Vec<_> = futures_util::stream::iter(channels)
+    // Built before the stream: a closure inside it would not be `Send` for every lifetime.
+    let creations: Vec<_> = channels
+        .iter()
         .map(|ch| async move { (ch, create(ctx, sid, ch).await) })
+        .collect();
+    let results: Vec<_> = futures_util::stream::iter(creations)
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
@@ -90,7 +94,10 @@ async fn replace_stale(
                     && s.user_id.as_deref() == Some(ctx.user_id.as_str())
             })
             .collect();
-        if mine.iter().any(|s| s.session_id.as_deref() == Some(session_id)) {
+        if mine
+            .iter()
+            .any(|s| s.session_id.as_deref() == Some(session_id))
+        {
             done += 1;
             continue;
         }
