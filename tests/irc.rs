@@ -234,13 +234,22 @@ fn a_token_is_sent_as_pass_and_a_refused_login_is_retried() {
     run(TEST_TIMEOUT, async {
         let irc = FakeIrc::start(true).await;
         irc.refuse_tokens();
+        // The token's login comes from /oauth2/validate (here: the fake Twitch).
+        let fake = crate::common::fake_helix::FakeHelix::start().await;
+        fake.add_user_token("abc123", "777", "tokenuser", &["chat:read"]);
         let toml = irc.toml(&["bar"]).replacen(
             "[twitch]\n",
-            "[twitch]\nuser_token = \"oauth:abc123\"\n",
+            &format!(
+                "[twitch]\nuser_token = \"oauth:abc123\"\nauth_url = \"{}\"\nhelix_url = \"{}\"\n",
+                fake.auth_url(),
+                fake.helix_url()
+            ),
             1,
         );
         let srv = TestServer::start_with(&toml, None, None).await;
         irc.wait_for_line(|r| r.conn == 1 && r.line == "PASS oauth:abc123", WAIT)
+            .await;
+        irc.wait_for_line(|r| r.conn == 1 && r.line == "NICK tokenuser", WAIT)
             .await;
         irc.wait_for_line(|r| r.conn == 2 && r.line.starts_with("PASS "), WAIT)
             .await;

@@ -141,10 +141,10 @@ subscriber=0;tmi-sent-ts=1507246572675;turbo=1;user-id=1337;user-type=global_mod
         if i % 64 == 0 {
             lines.extend(&framed);
         }
-        if let Some(Ok(line)) = lines.next_line() {
-            if let Ok(msg) = parse::parse_line(line) {
-                black_box(msg.privmsg());
-            }
+        if let Some(Ok(line)) = lines.next_line()
+            && let Ok(msg) = parse::parse_line(line)
+        {
+            black_box(msg.privmsg());
         }
     }));
     let body = br#"{"subscription":{"id":"ae2ff348-e102-16be-a3eb-6830c1bf38d2","status":"enabled","type":"channel.follow","version":"1","condition":{"broadcaster_user_id":"44429626"},"transport":{"method":"webhook","callback":"null"},"created_at":"2021-02-19T23:47:00.7621315Z"},"event":{"user_id":"28408015","user_login":"testFromUser","user_name":"testFromUser","broadcaster_user_id":"44429626","broadcaster_user_login":"44429626","broadcaster_user_name":"testBroadcaster"}}"#;

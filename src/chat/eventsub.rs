@@ -11,7 +11,7 @@
 // nanoserde's derive expands `Option` fields into a match clippy would write with `?`.
 #![allow(clippy::question_mark)]
 
-mod json;
+pub(crate) mod json;
 #[cfg(test)]
 mod tests;
 

@@ -8,9 +8,9 @@
 //! [`parse`] is the pure byte layer (line framing, message parsing).
 //!
 //! With `twitch.user_token` set, the session sends `PASS oauth:<token>` and
-//! still a `justinfan` NICK: Twitch logs the connection in as the token's user
-//! whatever the NICK says, and learning the login would need an HTTP call
-//! (`/oauth2/validate`) this source does not make.
+//! `NICK <login>`, the login being the token's user as `/oauth2/validate`
+//! reports it (Twitch expects the two to match). If validation cannot be done
+//! the session still logs in with the token and a `justinfan` NICK.
 
 mod client;
 pub mod parse;
@@ -43,8 +43,13 @@ pub async fn irc_loop(app: Arc<App>) {
     let _status = StatusGuard(&app.metrics);
     let twitch = &app.config.twitch;
     let mut rng = Rng::seeded();
+    let anonymous = format!("justinfan{}", 10_000 + rng.next() % 90_000);
+    let nick = match &twitch.user_token {
+        Some(token) => token_login(&app, token).await.unwrap_or(anonymous),
+        None => anonymous,
+    };
     let login = Login {
-        nick: format!("justinfan{}", 10_000 + rng.next() % 90_000),
+        nick,
         token: twitch.user_token.clone(),
     };
     log::info!(
@@ -86,6 +91,31 @@ pub async fn irc_loop(app: Arc<App>) {
         };
         Timer::after(delay).await;
         app.metrics.chat_source_reconnects.inc(ChatSource::Irc);
+    }
+}
+
+/// The login of the token's user (`/oauth2/validate`), for the NICK line.
+async fn token_login(app: &App, token: &str) -> Option<String> {
+    let twitch = &app.config.twitch;
+    let tls = match crate::tls::client_config(twitch.ca_file.as_deref()) {
+        Ok(tls) => tls,
+        Err(e) => {
+            log::error!("irc: TLS setup for token validation failed: {e}");
+            return None;
+        }
+    };
+    let http = crate::twitch::http::HttpClient::new(tls);
+    let client_id = twitch.client_id.as_deref().unwrap_or("");
+    let helix =
+        crate::twitch::helix::Helix::new(http, &twitch.helix_url, &twitch.auth_url, client_id);
+    match helix.validate(token).await {
+        Ok(info) => info.login,
+        Err(e) => {
+            log::warn!(
+                "irc: could not validate twitch.user_token ({e}); logging in with it under a justinfan nick"
+            );
+            None
+        }
     }
 }
 

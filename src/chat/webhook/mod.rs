@@ -12,7 +12,6 @@
 //! rate limited per IP: every chat line of every channel comes from Twitch.
 
 mod conduit;
-mod payload;
 pub mod verify;
 
 pub use conduit::conduit_loop;
@@ -141,8 +140,10 @@ fn notification(
     }
     match std::str::from_utf8(body)
         .map_err(|e| e.to_string())
-        .and_then(|t| payload::parse_chat(t).map_err(|e| e.to_string()))
-    {
+        .and_then(|t| {
+            crate::chat::eventsub::chat_message_from_payload(t, ChatSource::EventSubWebhook)
+                .map_err(|e| e.to_string())
+        }) {
         Ok(mut msg) => {
             msg.sent_ms.get_or_insert(sent_ms);
             app.metrics

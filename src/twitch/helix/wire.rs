@@ -14,6 +14,10 @@ use super::{HelixError, SubscriptionRequest, Transport};
 /// a panic becomes [`HelixError::Decode`].
 pub(crate) fn decode<T: DeJson>(body: &[u8]) -> Result<T, HelixError> {
     let text = std::str::from_utf8(body).map_err(|e| HelixError::Decode(e.to_string()))?;
+    // nanoserde also loops forever on some truncated input: only well-formed
+    // JSON reaches it.
+    crate::chat::eventsub::json::top_level_fields(text)
+        .map_err(|e| HelixError::Decode(e.to_string()))?;
     match std::panic::catch_unwind(|| T::deserialize_json(text)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(HelixError::Decode(e.to_string())),
