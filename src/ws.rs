@@ -63,8 +63,10 @@ pub async fn serve_overlay(
     // timer per loop turn would re-register it with the reactor for every frame.
     let mut ping_timer = Timer::at(Instant::now() + jitter(PING_EVERY));
     let close = loop {
-        let event = async { Event::Inbound(ws.next().await) }
-            .or(async { Event::Outbound(sub.rx.recv().await) })
+        // Outbox first: a wake-up for a frame is answered without a read
+        // attempt on the socket (one syscall less per delivered frame).
+        let event = async { Event::Outbound(sub.rx.recv().await) }
+            .or(async { Event::Inbound(ws.next().await) })
             .or(async {
                 (&mut ping_timer).await;
                 Event::Ping
