@@ -1,6 +1,6 @@
 //! The services of one node, shared by every task through `Arc<App>`: config,
-//! stores, the hub, limits, metrics, and the node's lifecycle flags (started,
-//! draining, shutdown signal). Nothing here is global, so several nodes can
+//! stores, the hub, limits, sign-in state, metrics, and the node's lifecycle flags
+//! (started, draining, shutdown signal). Nothing here is global, so several nodes can
 //! live in one test process.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,6 +29,8 @@ pub struct App {
     pub state: State,
     pub hub: Hub,
     pub limits: Arc<ConnLimits>,
+    /// Sessions, CSRF, request limits of the dashboard, Twitch sign-in.
+    pub auth: crate::auth::Auth,
     pub started: Instant,
     startup_done: AtomicBool,
     draining: AtomicBool,
@@ -43,6 +45,10 @@ pub struct App {
     pub(crate) webhook_seen: Mutex<crate::chat::webhook::SeenIds>,
     /// The node's executor; weak, so the executor and the app do not keep each other alive.
     executor: OnceLock<Weak<smol::Executor<'static>>>,
+    /// Capacity 1: "the channel list changed" for sources that otherwise re-read it
+    /// only hourly (the webhook conduit); several changes make one wake-up.
+    channels_changed_tx: Sender<()>,
+    channels_changed_rx: Receiver<()>,
 }
 
 /// Counts a request in progress for the graceful-shutdown wait.
@@ -55,7 +61,14 @@ impl Drop for InflightGuard {
 }
 
 impl App {
-    pub fn new(config: Config, metrics: Arc<Metrics>, db: Db, state: State, hub: Hub) -> Self {
+    pub fn new(
+        config: Config,
+        metrics: Arc<Metrics>,
+        db: Db,
+        state: State,
+        hub: Hub,
+        auth: crate::auth::Auth,
+    ) -> Self {
         let l = &config.limits;
         let limits = ConnLimits::new(crate::limits::LimitSettings {
             max_connections: l.max_connections,
@@ -64,6 +77,7 @@ impl App {
             burst_per_ip: l.connection_burst_per_ip,
         });
         let (shutdown_tx, shutdown_rx) = smol::channel::bounded(1);
+        let (channels_changed_tx, channels_changed_rx) = smol::channel::bounded(1);
         App {
             config,
             metrics,
@@ -71,6 +85,7 @@ impl App {
             state,
             hub,
             limits,
+            auth,
             started: Instant::now(),
             startup_done: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -80,7 +95,30 @@ impl App {
             store_fault: Mutex::new(None),
             webhook_seen: Mutex::new(Default::default()),
             executor: OnceLock::new(),
+            channels_changed_tx,
+            channels_changed_rx,
         }
+    }
+
+    /// Serves a streamer who is not served yet (a first Twitch sign-in) and tells
+    /// the chat source. A streamer already served is left alone: re-adding would
+    /// drop its overlays and votes.
+    pub fn serve_streamer(
+        &self,
+        streamer: crate::channel::Streamer,
+        config: crate::channel::OverlayConfig,
+    ) {
+        if self.hub.config_of(&streamer.login).is_some() {
+            return;
+        }
+        log::info!("now serving channel {}", streamer.login);
+        self.hub.add_channel(streamer, config, None, now_ms());
+        let _ = self.channels_changed_tx.try_send(());
+    }
+
+    /// Receives a message after the channel list changed (see [`App::serve_streamer`]).
+    pub fn channel_changes(&self) -> Receiver<()> {
+        self.channels_changed_rx.clone()
     }
 
     pub(crate) fn set_executor(&self, ex: &Arc<smol::Executor<'static>>) {
@@ -162,6 +200,8 @@ impl App {
 pub enum ActionError {
     UnknownChannel,
     Invalid(crate::channel::FieldError),
+    /// The stored config is at this version, not the expected one.
+    Conflict(i64),
     Store(crate::store::StoreError),
 }
 
@@ -170,6 +210,9 @@ impl std::fmt::Display for ActionError {
         match self {
             ActionError::UnknownChannel => write!(f, "unknown channel"),
             ActionError::Invalid(e) => write!(f, "{e}"),
+            ActionError::Conflict(v) => {
+                write!(f, "the config was changed meanwhile (now version {v})")
+            }
             ActionError::Store(e) => write!(f, "store: {e}"),
         }
     }
@@ -191,7 +234,20 @@ impl App {
     pub async fn save_config(
         &self,
         login: &str,
+        config: crate::channel::OverlayConfig,
+        actor: &str,
+    ) -> Result<i64, ActionError> {
+        self.save_config_if(login, config, None, actor).await
+    }
+
+    /// [`App::save_config`], refused with [`ActionError::Conflict`] unless the stored
+    /// version is `expected_version` (when given): two dashboards cannot silently
+    /// overwrite each other.
+    pub async fn save_config_if(
+        &self,
+        login: &str,
         mut config: crate::channel::OverlayConfig,
+        expected_version: Option<i64>,
         actor: &str,
     ) -> Result<i64, ActionError> {
         config.normalize();
@@ -199,9 +255,12 @@ impl App {
         let id = self.streamer_id(login)?;
         let version = self
             .db
-            .save_config(id, &config, None)
+            .save_config(id, &config, expected_version, actor)
             .await
-            .map_err(ActionError::Store)?;
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict { current } => ActionError::Conflict(current),
+                e => ActionError::Store(e),
+            })?;
         self.hub.update_config(login, config, version, now_ms());
         log::info!("config of {login} saved by {actor} (version {version})");
         Ok(version)
@@ -222,7 +281,11 @@ impl App {
     /// A new overlay token; the old URL's live overlays are closed with 4404.
     pub async fn rotate_token(&self, login: &str, actor: &str) -> Result<String, ActionError> {
         let id = self.streamer_id(login)?;
-        let token = self.db.rotate_token(id).await.map_err(ActionError::Store)?;
+        let token = self
+            .db
+            .rotate_token(id, actor)
+            .await
+            .map_err(ActionError::Store)?;
         self.hub.rotate_token(login, token.clone());
         log::info!("overlay URL of {login} rotated by {actor}");
         Ok(token)

@@ -1,8 +1,10 @@
-//! The command line: `serve`, `demo`, `check-config`, `--version`, `--help`,
-//! each taking `--config`, `--listen` and `--data-dir`. Also the signal
-//! handling of a running node (first SIGTERM/SIGINT drains, second exits).
+//! The command line: `serve`, `demo`, `check-config`, `admin set-password`,
+//! `--version`, `--help`, each taking `--config`, `--listen` and `--data-dir`.
+//! Also the signal handling of a running node (first SIGTERM/SIGINT drains,
+//! second exits) and the admin password shown once at a home node's first start.
 
-use std::path::PathBuf;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config, Overrides};
 use crate::server::{Mode, Server};
@@ -18,20 +20,29 @@ COMMANDS:
     serve          run the server (default)
     demo           run the server with synthetic chat (no Twitch account needed)
     check-config   validate the configuration and exit
+    admin set-password
+                   set the dashboard's admin password (home mode): one line on
+                   stdin, or --password-file PATH; at least 10 characters
 
 OPTIONS:
     --config PATH     TOML config file (env CHATPULSE_CONFIG)
     --listen ADDR     listen address, default 0.0.0.0:8080 (env CHATPULSE_LISTEN)
     --data-dir DIR    data directory, default ./chatpulse-data (env CHATPULSE_DATA_DIR)
+    --password-file PATH
+                      admin set-password: read the password from this file's first line
     -V, --version     print the version
     -h, --help        print this help
 ";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Serve,
     Demo,
     CheckConfig,
+    /// `admin set-password [--password-file PATH]`
+    SetPassword {
+        password_file: Option<PathBuf>,
+    },
     Version,
     Help,
 }
@@ -45,6 +56,7 @@ pub fn parse(
     let mut parser = lexopt::Parser::from_args(args);
     let mut command = None;
     let mut o = Overrides::default();
+    let mut password_file = None;
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
             Long("config") => o.config_path = Some(PathBuf::from(parser.value().map_err(usage)?)),
@@ -52,6 +64,9 @@ pub fn parse(
                 o.listen = Some(parser.value().map_err(usage)?.string().map_err(usage)?)
             }
             Long("data-dir") => o.data_dir = Some(PathBuf::from(parser.value().map_err(usage)?)),
+            Long("password-file") => {
+                password_file = Some(PathBuf::from(parser.value().map_err(usage)?))
+            }
             Short('V') | Long("version") => command = Some(Command::Version),
             Short('h') | Long("help") => command = Some(Command::Help),
             Value(v) if command.is_none() => {
@@ -59,6 +74,16 @@ pub fn parse(
                     "serve" => Command::Serve,
                     "demo" => Command::Demo,
                     "check-config" => Command::CheckConfig,
+                    "admin" => {
+                        let sub = parser.value().map_err(usage)?.string().map_err(usage)?;
+                        if sub != "set-password" {
+                            let msg = format!("unknown admin command '{sub}'\n\n{HELP}");
+                            return Err(Error::Usage(msg));
+                        }
+                        Command::SetPassword {
+                            password_file: None,
+                        }
+                    }
                     other => {
                         return Err(Error::Usage(format!("unknown command '{other}'\n\n{HELP}")));
                     }
@@ -67,7 +92,17 @@ pub fn parse(
             other => return Err(usage(other.unexpected())),
         }
     }
-    Ok((command.unwrap_or(Command::Serve), o))
+    let command = match (command.unwrap_or(Command::Serve), password_file) {
+        (Command::SetPassword { .. }, file) => Command::SetPassword {
+            password_file: file,
+        },
+        (_, Some(_)) => {
+            let msg = format!("--password-file goes with `admin set-password`\n\n{HELP}");
+            return Err(Error::Usage(msg));
+        }
+        (command, None) => command,
+    };
+    Ok((command, o))
 }
 
 pub fn load_config(o: &Overrides) -> Result<Config, Error> {
@@ -85,6 +120,7 @@ pub fn run(command: Command, mut config: Config) -> Result<(), Error> {
             config.channels.len(),
             config.server.listen
         ),
+        Command::SetPassword { password_file } => set_password(&config, password_file.as_deref())?,
         Command::Serve | Command::Demo => {
             let mode = if command == Command::Demo {
                 Mode::Demo
@@ -101,6 +137,7 @@ pub fn run(command: Command, mut config: Config) -> Result<(), Error> {
                     config: Default::default(),
                 });
             }
+            let home = config.auth.mode == crate::config::AuthMode::Home;
             let server = Server::start(config, mode)?;
             let addr = server.local_addr();
             for s in server.app().hub.streamers() {
@@ -115,10 +152,72 @@ pub fn run(command: Command, mut config: Config) -> Result<(), Error> {
                 );
             }
             watch_signals(&server)?;
+            if home {
+                show_first_password(&server);
+            }
             server.wait()?;
         }
     }
     Ok(())
+}
+
+/// `admin set-password`: reads the password, hashes it, stores it (audited).
+fn set_password(config: &Config, file: Option<&Path>) -> Result<(), Error> {
+    let line = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Error::Io(format!("reading {}", path.display()), e))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprint!("New admin password (shown as you type; --password-file avoids that): ");
+                let _ = std::io::stderr().flush();
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| Error::Io("reading stdin".into(), e))?;
+            line
+        }
+    };
+    let password = line.trim_end_matches(['\r', '\n']);
+    crate::auth::password::check_new(password).map_err(Error::Usage)?;
+    if config.auth.mode != crate::config::AuthMode::Home {
+        eprintln!("note: auth.mode is \"twitch\"; the admin password is used in home mode only");
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        let what = format!("creating data dir {}", config.data_dir.display());
+        Error::Io(what, e)
+    })?;
+    let path = config.data_dir.join(crate::store::sqlite::FILE_NAME);
+    smol::block_on(async {
+        let db = crate::store::sqlite::Db::open(&path).await?;
+        let iterations = crate::auth::password::ITERATIONS;
+        let set = crate::auth::set_admin_password(&db, password, iterations, "cli").await;
+        db.close().await;
+        set.map_err(Error::from)
+    })?;
+    println!("admin password set");
+    Ok(())
+}
+
+/// Home mode without an admin password: one is generated, stored, and shown
+/// here once (on stdout, never in the log).
+fn show_first_password(server: &Server) {
+    match smol::block_on(crate::auth::ensure_admin_password(&server.app().db)) {
+        Ok(Some(password)) => {
+            // Not println!: a reader that went away (a pipe closed) must not panic the node.
+            let _ = writeln!(
+                std::io::stdout(),
+                "Dashboard admin password (shown once; change it with `chatpulse admin set-password`): {password}"
+            );
+        }
+        Ok(None) => {}
+        Err(e) => log::error!("auth: could not set a first admin password: {e}"),
+    }
 }
 
 /// First SIGTERM/SIGINT starts a graceful shutdown; a second exits at once.

@@ -15,7 +15,8 @@
 //! | [`server`] | a node's lifecycle: startup story, loops, graceful shutdown |
 //! | [`app`] | the services of one node, shared by `Arc<App>` |
 //! | [`bench`] | the load tool behind `chatpulse-bench` (IRC feed, overlay clients, report) |
-//! | [`http`] | HTTP/1.1: head parsing (pure), responses, the route table |
+//! | [`http`] | HTTP/1.1: head parsing (pure), responses, the route table; sign-in and dashboard handlers |
+//! | [`auth`] | dashboard sign-in: admin password, Twitch OAuth, signed sessions, CSRF, per-IP request limits, token encryption |
 //! | [`frame`] | the overlay's JSON frame, encoded by hand (pure) |
 //! | [`ws`] | one overlay WebSocket: outbox writer, pings, close codes |
 //! | [`outbox`] | the small bounded queue between the hub and one overlay's writer |
@@ -25,13 +26,16 @@
 //! | [`limits`] | WebSocket admission: per-IP rate, global and per-IP caps |
 //! | [`chat`] | chat sources (demo, IRC, EventSub WebSocket, EventSub webhooks), all feeding [`hub::Hub::chat`] |
 //! | [`store`] | `sqlite` (streamers, configs, audit) and `state` (redb: vote logs, node id) |
+//! | [`mesh`] | the cluster core: SWIM membership (foca), authenticated frames, rendezvous ownership, LWW CRDT |
 //! | [`metrics`] | counters, histograms and the Prometheus text writer |
 //! | [`tls`] | rustls (ring) on smol: client/server configs, plain-or-TLS streams |
 //! | [`twitch`] | Twitch's HTTP APIs (OAuth, Helix) over a small HTTP/1.1 client |
 //!
-//! Assets (`assets/overlay.html`, `assets/landing.html`) are embedded with `include_str!`.
+//! Assets (`assets/overlay.html`, `landing.html`, `login.html`, `dashboard.html`,
+//! `error.html`) are embedded with `include_str!`.
 
 pub mod app;
+pub mod auth;
 pub mod bench;
 pub mod channel;
 pub mod chat;
@@ -42,6 +46,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod logger;
+pub mod mesh;
 pub mod metrics;
 pub mod outbox;
 pub mod sentiment;
@@ -73,6 +78,7 @@ pub enum Error {
     Config(config::ConfigError),
     Store(store::StoreError),
     Io(String, std::io::Error),
+    Auth(auth::AuthError),
     Usage(String),
 }
 
@@ -82,6 +88,7 @@ impl std::fmt::Display for Error {
             Error::Config(e) => write!(f, "{e}"),
             Error::Store(e) => write!(f, "store: {e}"),
             Error::Io(what, e) => write!(f, "{what}: {e}"),
+            Error::Auth(e) => write!(f, "auth: {e}"),
             Error::Usage(msg) => write!(f, "{msg}"),
         }
     }
@@ -93,6 +100,7 @@ impl std::error::Error for Error {
             Error::Config(e) => Some(e),
             Error::Store(e) => Some(e),
             Error::Io(_, e) => Some(e),
+            Error::Auth(e) => Some(e),
             Error::Usage(_) => None,
         }
     }
@@ -101,6 +109,12 @@ impl std::error::Error for Error {
 impl From<config::ConfigError> for Error {
     fn from(e: config::ConfigError) -> Self {
         Error::Config(e)
+    }
+}
+
+impl From<auth::AuthError> for Error {
+    fn from(e: auth::AuthError) -> Self {
+        Error::Auth(e)
     }
 }
 

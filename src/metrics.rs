@@ -306,6 +306,35 @@ label_enum! {
         EventSubWs => "eventsub_ws",
         EventSubWebhook => "eventsub_webhook",
         Test => "test",
+        Dashboard => "dashboard",
+    }
+}
+
+label_enum! {
+    /// `auth_logins_total{result}`: how each dashboard sign-in attempt ended.
+    LoginResult {
+        Success => "success",
+        WrongPassword => "wrong_password",
+        Cancelled => "cancelled",
+        StateMismatch => "state_mismatch",
+        TwitchError => "twitch_error",
+        Error => "error",
+    }
+}
+
+label_enum! {
+    /// `http_rate_limited_total{class}`: requests answered 429 by the per-IP limits.
+    RateClass {
+        Auth => "auth",
+        Dashboard => "dashboard",
+    }
+}
+
+label_enum! {
+    /// `csrf_rejected_total{reason}`: state-changing requests refused for their CSRF token.
+    CsrfReason {
+        Missing => "missing",
+        Invalid => "invalid",
     }
 }
 
@@ -539,6 +568,13 @@ pub struct Metrics {
     /// `twitch_token_failures_total`: app-token acquisitions or validations that failed.
     pub twitch_token_failures: Counter,
 
+    /// `auth_logins_total{result}`
+    pub auth_logins: CounterVec<LoginResult, { LoginResult::COUNT }>,
+    /// `http_rate_limited_total{class}`
+    pub http_rate_limited: CounterVec<RateClass, { RateClass::COUNT }>,
+    /// `csrf_rejected_total{reason}`
+    pub csrf_rejected: CounterVec<CsrfReason, { CsrfReason::COUNT }>,
+
     /// `store_flush_total{result}`
     pub store_flush: CounterVec<FlushResult, { FlushResult::COUNT }>,
     /// `store_flush_duration_seconds`
@@ -581,6 +617,9 @@ impl Metrics {
             eventsub_webhook_requests: CounterVec::new(),
             eventsub_ws_messages: CounterVec::new(),
             twitch_token_failures: Counter::new(),
+            auth_logins: CounterVec::new(),
+            http_rate_limited: CounterVec::new(),
+            csrf_rejected: CounterVec::new(),
             store_flush: CounterVec::new(),
             store_flush_duration: Histogram::new(STORE_FLUSH_BUCKETS),
         }
@@ -807,6 +846,28 @@ impl Metrics {
             "twitch_token_failures_total",
             "Twitch app access token acquisitions or validations that failed.",
             self.twitch_token_failures.get(),
+        );
+
+        counter_vec(
+            out,
+            "auth_logins_total",
+            "Dashboard sign-in attempts, by result.",
+            "result",
+            &self.auth_logins,
+        );
+        counter_vec(
+            out,
+            "http_rate_limited_total",
+            "Requests refused (429) by the per-IP limits of the sign-in and dashboard routes, by class.",
+            "class",
+            &self.http_rate_limited,
+        );
+        counter_vec(
+            out,
+            "csrf_rejected_total",
+            "State-changing dashboard requests refused for a missing or invalid CSRF token.",
+            "reason",
+            &self.csrf_rejected,
         );
 
         counter_vec(

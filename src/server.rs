@@ -91,7 +91,8 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Io("local_addr".into(), e))?;
         let listener = Async::new(listener).map_err(|e| Error::Io("listener".into(), e))?;
-        let app = Arc::new(App::new(config, metrics, db, state, hub));
+        let auth = smol::block_on(crate::auth::Auth::load(&config, &db))?;
+        let app = Arc::new(App::new(config, metrics, db, state, hub, auth));
         smol::block_on(load_channels(&app))?;
         log::info!("listening on http://{addr}");
         for s in app.hub.streamers() {

@@ -3,9 +3,12 @@
 mod bench;
 mod browser;
 mod common;
+mod dashboard;
+mod dashboard_browser;
 mod eventsub_ws;
 mod http;
 mod irc;
 mod lifecycle;
+mod mesh;
 mod overlay;
 mod webhook;

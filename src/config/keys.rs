@@ -12,7 +12,7 @@ use std::time::Duration;
 use log::LevelFilter;
 use nanoserde::Toml;
 
-use super::{ChatSourceKind, Config, ConfigError, IpNet, LogFormat};
+use super::{AuthMode, ChatSourceKind, Config, ConfigError, IpNet, LogFormat, SecureCookies};
 use crate::channel;
 
 /// A scalar key: its `section.key` name and how to set it from a file or text value.
@@ -59,6 +59,10 @@ pub(super) const KEYS: &[Key] = &[
     key!(limits.outbox_messages, integer, 1..=4096),
     key!(limits.ws_max_message_bytes, integer, 256..=1_048_576),
     key!(limits.http_head_timeout, duration, ms(100)..=ms(300_000)),
+    key!(limits.auth_per_minute, integer, 1..=MAX_COUNT),
+    key!(limits.auth_burst, integer, 1..=MAX_COUNT),
+    key!(limits.dashboard_per_minute, integer, 1..=MAX_COUNT),
+    key!(limits.dashboard_burst, integer, 1..=MAX_COUNT),
     key!(votes.debounce, duration, ms(0)..=ms(60_000)),
     key!(votes.bucket_capacity, integer, 1..=MAX_COUNT),
     key!(votes.bucket_refill_per_minute, integer, 1..=MAX_COUNT),
@@ -77,7 +81,15 @@ pub(super) const KEYS: &[Key] = &[
     key!(twitch.helix_url, http_url),
     key!(twitch.auth_url, http_url),
     key!(twitch.ca_file, opt_path),
+    key!(auth.mode, auth_mode),
+    key!(auth.session_max_age, duration, ms(1000)..=ms(DAY_MS * 365)),
+    key!(auth.session_secret, opt_session_secret),
+    key!(auth.encryption_key, opt_encryption_key),
+    key!(auth.redirect_uri, opt_callback_url),
+    key!(auth.secure_cookies, secure_cookies),
 ];
+
+const DAY_MS: u64 = 86_400_000;
 
 /// Short names kept for the most common settings, beside `CHATPULSE_SERVER_*`.
 pub(super) const ENV_ALIASES: &[(&str, &str)] = &[
@@ -252,6 +264,62 @@ fn opt_https_url(v: Raw) -> Result<Option<String>, String> {
     }
 }
 
+fn auth_mode(v: Raw) -> Result<AuthMode, String> {
+    match text(v)?.trim() {
+        "home" => Ok(AuthMode::Home),
+        "twitch" => Ok(AuthMode::Twitch),
+        _ => Err("home or twitch".into()),
+    }
+}
+
+fn secure_cookies(v: Raw) -> Result<SecureCookies, String> {
+    match text(v)?.trim() {
+        "auto" => Ok(SecureCookies::Auto),
+        "always" => Ok(SecureCookies::Always),
+        "never" => Ok(SecureCookies::Never),
+        _ => Err("one of auto, always, never".into()),
+    }
+}
+
+/// At least 32 printable ASCII characters (an HMAC key worth the name); empty means unset.
+fn opt_session_secret(v: Raw) -> Result<Option<String>, String> {
+    match text(v)?.trim() {
+        "" => Ok(None),
+        s if s.len() >= 32 && s.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(s.to_string())),
+        _ => Err("at least 32 printable ASCII characters (e.g. `openssl rand -hex 32`)".into()),
+    }
+}
+
+/// 64 hex characters = 32 bytes; empty means unset.
+fn opt_encryption_key(v: Raw) -> Result<Option<[u8; 32]>, String> {
+    let expected = || "64 hex characters (32 bytes, e.g. `openssl rand -hex 32`)".to_string();
+    let s = text(v)?.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.len() != 64 {
+        return Err(expected());
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(expected)?, 16)
+            .map_err(|_| expected())?;
+    }
+    Ok(Some(key))
+}
+
+/// An http(s) URL ending in `/auth/callback`; empty means unset.
+fn opt_callback_url(v: Raw) -> Result<Option<String>, String> {
+    let expected = "an http:// or https:// URL ending in /auth/callback";
+    match text(v)?.trim() {
+        "" => Ok(None),
+        _ => match http_url(v) {
+            Ok(url) if url.ends_with("/auth/callback") => Ok(Some(url)),
+            _ => Err(expected.into()),
+        },
+    }
+}
+
 fn host_port(v: Raw) -> Result<String, String> {
     let s = text(v)?.trim();
     let expected = "host:port, like irc.chat.twitch.tv:6697";
@@ -314,13 +382,13 @@ fn duration(v: Raw, range: RangeInclusive<Duration>) -> Result<Duration, String>
     );
     let expected = || {
         format!(
-            r#"a duration in {start}..={end} like "10s", "500ms", "2m", "1h" or a number of seconds"#
+            r#"a duration in {start}..={end} like "10s", "500ms", "2m", "1h", "7d" or a number of seconds"#
         )
     };
     d.filter(|d| range.contains(d)).ok_or_else(expected)
 }
 
-/// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"1.5s"`, or a bare number of seconds
+/// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"7d"`, `"1.5s"`, or a bare number of seconds
 /// (millisecond precision).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -333,17 +401,19 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "" | "s" => 1000.0,
         "m" => 60_000.0,
         "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
         _ => return None,
     };
     let n: f64 = number.parse().ok()?;
     Some(Duration::from_millis((n * unit_ms).round() as u64))
 }
 
-/// The shortest exact form: `10s`, `500ms`, `2m`, `1h`, `0s`.
+/// The shortest exact form: `10s`, `500ms`, `2m`, `1h`, `7d`, `0s`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0 => "0s".into(),
+        _ if ms.is_multiple_of(86_400_000) => format!("{}d", ms / 86_400_000),
         _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
         _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
         _ if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),

@@ -44,6 +44,7 @@ pub struct Config {
     pub votes: VotesConfig,
     pub shutdown: ShutdownConfig,
     pub twitch: TwitchConfig,
+    pub auth: AuthConfig,
     /// `[[channel]]` tables, in file order; logins are unique.
     pub channels: Vec<ChannelSeed>,
 }
@@ -88,6 +89,12 @@ pub struct LimitsConfig {
     pub outbox_messages: u32,
     pub ws_max_message_bytes: u32,
     pub http_head_timeout: Duration,
+    /// Per-IP request rate of the sign-in routes (`/login`, `/auth/*`), and its burst.
+    pub auth_per_minute: u32,
+    pub auth_burst: u32,
+    /// Per-IP request rate of the dashboard and its API (`/dashboard*`, `/api/*`).
+    pub dashboard_per_minute: u32,
+    pub dashboard_burst: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +162,64 @@ pub struct TwitchConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Who may sign in to the dashboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// One admin password; the configured channels are the streamers.
+    Home,
+    /// Streamers sign in with Twitch (OAuth authorization code, scope `channel:bot`).
+    Twitch,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Home => "home",
+            AuthMode::Twitch => "twitch",
+        }
+    }
+}
+
+/// When session cookies carry the `Secure` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecureCookies {
+    /// When the request came over HTTPS: `X-Forwarded-Proto: https` from a trusted proxy.
+    Auto,
+    Always,
+    Never,
+}
+
+/// `[auth]`: dashboard sign-in, sessions and secrets at rest.
+#[derive(Clone, PartialEq)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub session_max_age: Duration,
+    /// HMAC key of session cookies and CSRF tokens (≥ 32 characters). Unset: one is
+    /// generated once and kept in SQLite (cluster nodes must then share one here).
+    pub session_secret: Option<String>,
+    /// AES-256-GCM key for Twitch user tokens at rest (64 hex characters in the file).
+    pub encryption_key: Option<[u8; 32]>,
+    /// Twitch mode: the public `https://…/auth/callback` registered with Twitch.
+    /// Unset: `server.public_url` + `/auth/callback`, else the request's Host.
+    pub redirect_uri: Option<String>,
+    pub secure_cookies: SecureCookies,
+}
+
+/// Secrets stay out of logs and panic messages.
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |set: bool| if set { "<set>" } else { "<unset>" };
+        f.debug_struct("AuthConfig")
+            .field("mode", &self.mode)
+            .field("session_max_age", &self.session_max_age)
+            .field("session_secret", &hidden(self.session_secret.is_some()))
+            .field("encryption_key", &hidden(self.encryption_key.is_some()))
+            .field("redirect_uri", &self.redirect_uri)
+            .field("secure_cookies", &self.secure_cookies)
+            .finish()
+    }
+}
+
 /// A channel set up from the config file rather than through the dashboard.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelSeed {
@@ -196,6 +261,10 @@ impl Default for Config {
                 outbox_messages: 16,
                 ws_max_message_bytes: 4096,
                 http_head_timeout: Duration::from_secs(10),
+                auth_per_minute: 10,
+                auth_burst: 5,
+                dashboard_per_minute: 30,
+                dashboard_burst: 10,
             },
             votes: VotesConfig {
                 debounce: Duration::from_secs(1),
@@ -220,6 +289,14 @@ impl Default for Config {
                 helix_url: "https://api.twitch.tv/helix".into(),
                 auth_url: "https://id.twitch.tv/oauth2".into(),
                 ca_file: None,
+            },
+            auth: AuthConfig {
+                mode: AuthMode::Home,
+                session_max_age: Duration::from_secs(7 * 24 * 3600),
+                session_secret: None,
+                encryption_key: None,
+                redirect_uri: None,
+                secure_cookies: SecureCookies::Auto,
             },
             channels: Vec::new(),
         }
@@ -356,7 +433,29 @@ pub fn load(overrides: &Overrides, env: &[(String, String)]) -> Result<Config, C
         config.data_dir = dir.clone(); // keeps a non-UTF-8 path intact
     }
     check_twitch(&config.twitch)?;
+    check_auth(&config)?;
     Ok(config)
+}
+
+/// Twitch sign-in needs the app's credentials.
+fn check_auth(config: &Config) -> Result<(), ConfigError> {
+    if config.auth.mode != AuthMode::Twitch {
+        return Ok(());
+    }
+    for (key, present) in [
+        ("twitch.client_id", config.twitch.client_id.is_some()),
+        (
+            "twitch.client_secret",
+            config.twitch.client_secret.is_some(),
+        ),
+    ] {
+        if !present {
+            return Err(ConfigError::Missing {
+                key: format!("{key} (auth.mode = \"twitch\")"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Keys a chat source cannot run without.
@@ -388,6 +487,7 @@ pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
     let mut config = Config::default();
     apply_file(&mut config, &parse_toml(s, None)?)?;
     check_twitch(&config.twitch)?;
+    check_auth(&config)?;
     Ok(config)
 }
 

@@ -375,10 +375,11 @@ fn durations() {
     assert_eq!(ms("500ms"), Some(500));
     assert_eq!(ms("2m"), Some(120_000));
     assert_eq!(ms("1h"), Some(3_600_000));
+    assert_eq!(ms("7d"), Some(604_800_000));
     assert_eq!(ms("15"), Some(15_000));
     assert_eq!(ms(" 1.5s "), Some(1500));
     assert_eq!(ms("0.25"), Some(250));
-    for bad in ["", "s", "10 d", "-1s", "1e3", "1.2.3s", "ten", "10sec"] {
+    for bad in ["", "s", "10 w", "-1s", "1e3", "1.2.3s", "ten", "10sec"] {
         assert_eq!(ms(bad), None, "{bad:?}");
     }
     for (d, s) in [
@@ -387,6 +388,8 @@ fn durations() {
         (1500, "1500ms"),
         (10_000, "10s"),
         (120_000, "2m"),
+        (86_400_000, "1d"),
+        (90_000_000, "25h"),
     ] {
         assert_eq!(format_duration(Duration::from_millis(d)), s);
     }
@@ -603,4 +606,65 @@ fn example_file_is_the_defaults_plus_one_channel() {
             .or_else(|| text[at..].find(&format!("# {leaf} =")));
         at += found.unwrap_or_else(|| panic!("{} is not documented in order", key.name));
     }
+}
+
+#[test]
+fn auth_section() {
+    let twitch = "[twitch]\nclient_id = \"id\"\nclient_secret = \"secret\"\n";
+    let c = from_toml_str(&format!(
+        "{twitch}[auth]\nmode = \"twitch\"\nsession_max_age = \"2d\"\n\
+         session_secret = \"{}\"\nencryption_key = \"{}\"\n\
+         redirect_uri = \"https://o.example/auth/callback\"\nsecure_cookies = \"always\"\n",
+        "s".repeat(32),
+        "0f".repeat(32)
+    ))
+    .unwrap();
+    let a = &c.auth;
+    assert_eq!(a.mode, AuthMode::Twitch);
+    assert_eq!(a.session_max_age, Duration::from_secs(2 * 86_400));
+    assert_eq!(a.encryption_key, Some([0x0f; 32]));
+    assert_eq!(
+        a.redirect_uri.as_deref(),
+        Some("https://o.example/auth/callback")
+    );
+    assert_eq!(a.secure_cookies, SecureCookies::Always);
+    let shown = format!("{a:?}");
+    assert!(
+        !shown.contains("ssss") && !shown.contains("0f0f"),
+        "{shown}"
+    );
+
+    assert_eq!(
+        err("[auth]\nmode = \"twitch\"\n"),
+        "config: twitch.client_id (auth.mode = \"twitch\") is required"
+    );
+    let not_hex = format!("encryption_key = \"{}\"", "zz".repeat(32));
+    for (toml, expected) in [
+        (
+            "session_secret = \"short\"",
+            "at least 32 printable ASCII characters",
+        ),
+        ("encryption_key = \"abcd\"", "64 hex characters"),
+        (not_hex.as_str(), "64 hex characters"),
+        (
+            "redirect_uri = \"https://o.example/callback\"",
+            "ending in /auth/callback",
+        ),
+        ("session_max_age = \"0s\"", "a duration in 1s..=365d"),
+        ("mode = \"open\"", "home or twitch"),
+        ("secure_cookies = \"yes\"", "one of auto, always, never"),
+    ] {
+        let e = err(&format!("[auth]\n{toml}\n"));
+        assert!(e.contains(expected), "{toml}: {e}");
+    }
+    let c = load(
+        &Overrides::default(),
+        &env(&[
+            ("CHATPULSE_AUTH_SESSION_MAX_AGE", "12h"),
+            ("CHATPULSE_LIMITS_AUTH_BURST", "2"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.auth.session_max_age, Duration::from_secs(12 * 3600));
+    assert_eq!(c.limits.auth_burst, 2);
 }

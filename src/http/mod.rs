@@ -1,13 +1,28 @@
 //! HTTP/1.1 spoken directly: one task per connection reads a head (≤ 8 KiB,
 //! complete within `limits.http_head_timeout`), routes it, writes the answer,
 //! and loops while keep-alive holds. A WebSocket upgrade hands the socket to
-//! [`crate::ws`]. Errors get a JSON body and a counted reason, never a panic.
+//! [`crate::ws`]. Errors get a JSON body (an HTML page on browser routes) and a
+//! counted reason, never a panic.
+//!
+//! `routes` is the table; `auth` (sign-in, sessions, CSRF), `oauth` (signing in
+//! with Twitch) and `dashboard` (the page and its JSON API) are the handlers
+//! behind the browser routes, `pages`
+//! renders their HTML, `settings` reads submitted overlay settings, `form` reads
+//! forms, queries and cookies.
 
+mod auth;
+mod dashboard;
+pub mod form;
+mod oauth;
+mod pages;
 pub mod request;
 pub mod response;
 pub mod routes;
+mod settings;
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,12 +46,29 @@ pub enum Action {
     Respond(Response),
     /// Read the body (up to the route's limit), then let the handler answer.
     WithBody(BodyHandler),
+    /// Read the body (up to the route's limit, maybe empty), then await the handler:
+    /// for answers that need the stores, a slow hash or Twitch.
+    Async(AsyncHandler),
     /// Switch to the overlay WebSocket (the 101 is written by the caller).
     Upgrade(routes::Upgrade),
 }
 
 /// A route handler that needs the request body.
 pub type BodyHandler = fn(&Arc<App>, &Request, Vec<u8>) -> Response;
+
+/// The future of an [`Action::Async`] handler.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+/// An async handler, given the body; it owns what it needs from the request.
+pub type AsyncHandler = Box<dyn FnOnce(Vec<u8>) -> ResponseFuture + Send>;
+
+/// [`Action::Async`] from a closure returning a future.
+pub fn async_action<F, Fut>(handler: F) -> Action
+where
+    F: FnOnce(Vec<u8>) -> Fut + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    Action::Async(Box::new(move |body| Box::pin(handler(body))))
+}
 
 enum HeadOutcome {
     Head(Request, usize),
@@ -68,11 +100,12 @@ pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: Socket
         let _inflight = app.inflight_guard();
         let started = Instant::now();
         req.client_ip = routes::client_ip(&app.config.server.trusted_proxies, peer.ip(), &req);
+        req.https = routes::forwarded_https(&app.config.server.trusted_proxies, peer.ip(), &req);
         buf.drain(..head_len);
         let (route, action) = routes::route(&app, &req);
         let head_only = req.method == request::Method::Head;
         let mut keep_alive = req.keep_alive() && !app.is_draining();
-        let body_consumed = matches!(action, Action::WithBody(_));
+        let body_consumed = matches!(action, Action::WithBody(_) | Action::Async(_));
         let resp = match action {
             Action::Upgrade(up) => {
                 app.metrics.observe_http(
@@ -95,6 +128,16 @@ pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: Socket
             Action::WithBody(handler) => {
                 match check_body(&mut stream, &mut buf, &req, route.body_limit).await {
                     Ok(body) => handler(&app, &req, body),
+                    Err((err, reason)) => {
+                        app.metrics.http_bad_requests.inc(reason);
+                        keep_alive = false;
+                        err.response()
+                    }
+                }
+            }
+            Action::Async(handler) => {
+                match check_body(&mut stream, &mut buf, &req, route.body_limit).await {
+                    Ok(body) => handler(body).await,
                     Err((err, reason)) => {
                         app.metrics.http_bad_requests.inc(reason);
                         keep_alive = false;

@@ -61,6 +61,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// Client address after applying `trusted_proxies`.
     pub client_ip: IpAddr,
+    /// The client spoke HTTPS: a trusted proxy said `X-Forwarded-Proto: https`.
+    pub https: bool,
 }
 
 /// Why a head could not be turned into a [`Request`].
@@ -145,6 +147,7 @@ pub fn parse_head(buf: &[u8], peer: IpAddr) -> Result<(Request, usize), HeadErro
         http10: req.version == Some(0),
         headers: owned,
         client_ip: peer,
+        https: false,
     };
     Ok((request, len))
 }

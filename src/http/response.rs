@@ -93,10 +93,12 @@ fn reason(status: u16) -> &'static str {
         302 => "Found",
         304 => "Not Modified",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
         426 => "Upgrade Required",
@@ -104,6 +106,7 @@ fn reason(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Unknown",
     }
@@ -163,6 +166,16 @@ pub enum ApiError {
     AtCapacity,
     Draining,
     Internal,
+    /// No valid session (never signed in, expired, or signed out).
+    Unauthorized,
+    CsrfMissing,
+    CsrfInvalid,
+    /// Signed in, but this channel belongs to someone else.
+    ChannelForbidden,
+    UnknownChannel,
+    BadInput(&'static str),
+    /// Per-IP request limit of the sign-in or dashboard routes; the caller adds `Retry-After`.
+    TooManyRequests,
 }
 
 impl ApiError {
@@ -200,6 +213,13 @@ impl ApiError {
             ApiError::AtCapacity => (503, "unavailable", "server at capacity"),
             ApiError::Draining => (503, "unavailable", "server is shutting down"),
             ApiError::Internal => (500, "internal", "internal server error"),
+            ApiError::Unauthorized => (401, "unauthorized", "sign in required"),
+            ApiError::CsrfMissing => (400, "csrf", "missing csrf token"),
+            ApiError::CsrfInvalid => (403, "csrf", "invalid csrf token"),
+            ApiError::ChannelForbidden => (403, "forbidden", "not your channel"),
+            ApiError::UnknownChannel => (404, "not_found", "unknown channel"),
+            ApiError::BadInput(msg) => (400, "bad_request", msg),
+            ApiError::TooManyRequests => (429, "rate_limited", "rate limit exceeded"),
         }
     }
 

@@ -8,14 +8,14 @@ use std::time::Instant;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use smol::net::TcpStream;
 
-use super::Action;
 use super::request::{Method, Request, percent_decode};
 use super::response::{ApiError, Framing, Response, html_escape};
+use super::{Action, auth, dashboard, oauth, pages};
 use crate::app::App;
 use crate::config::IpNet;
 use crate::hub::{CLOSE_TOKEN_INVALID, SubscribeError, Subscription};
 use crate::limits::Permit;
-use crate::metrics::{RejectReason, WsConnectResult};
+use crate::metrics::{RateClass, RejectReason, WsConnectResult};
 
 const OVERLAY_HTML: &str = include_str!("../../assets/overlay.html");
 const LANDING_HTML: &str = include_str!("../../assets/landing.html");
@@ -27,10 +27,21 @@ pub struct Route {
     pub body_limit: usize,
 }
 
+/// Largest body of the sign-in and dashboard routes (forms and JSON settings).
+const FORM_LIMIT: usize = 16 * 1024;
+
 const fn route_named(name: &'static str) -> Route {
     Route {
         name,
         body_limit: 0,
+    }
+}
+
+/// A browser route that may carry a form or JSON body.
+const fn route_form(name: &'static str) -> Route {
+    Route {
+        name,
+        body_limit: FORM_LIMIT,
     }
 }
 
@@ -50,8 +61,71 @@ pub fn route(app: &Arc<App>, req: &Request) -> (Route, Action) {
     let path = req.path.as_str();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let get = matches!(req.method, Method::Get | Method::Head);
+    let post = req.method == Method::Post;
     let (route, action) = match segments.as_slice() {
         [""] => (route_named("/"), get.then(|| landing(app, req))),
+        // Sign-in and the dashboard: rate limited per IP (see `limited`); handlers
+        // check the session and CSRF themselves. Errors are pages, /api/* JSON.
+        ["login"] => (
+            route_form("/login"),
+            match req.method {
+                Method::Get | Method::Head => Some(auth::login_page(app, req)),
+                Method::Post => Some(auth::login_submit(app, req)),
+                _ => None,
+            },
+        ),
+        ["auth", "login"] => (
+            route_named("/auth/login"),
+            get.then(|| oauth::twitch_start(app, req)),
+        ),
+        ["auth", "callback"] => (
+            route_named("/auth/callback"),
+            get.then(|| oauth::twitch_callback(app, req)),
+        ),
+        ["auth", "logout"] => (
+            route_form("/auth/logout"),
+            post.then(|| auth::logout(app, req)),
+        ),
+        ["dashboard"] => (
+            route_named("/dashboard"),
+            get.then(|| dashboard::page_view(app, req)),
+        ),
+        ["dashboard", "config"] => (
+            route_form("/dashboard/config"),
+            post.then(|| dashboard::save_form(app, req)),
+        ),
+        ["api", "channels"] => (
+            route_named("/api/channels"),
+            get.then(|| dashboard::channels(app, req)),
+        ),
+        ["api", "config"] => (
+            route_form("/api/config"),
+            match req.method {
+                Method::Get | Method::Head => Some(dashboard::get_config(app, req)),
+                Method::Post => Some(dashboard::save_json(app, req)),
+                _ => None,
+            },
+        ),
+        ["api", "overlay-url"] => (
+            route_named("/api/overlay-url"),
+            get.then(|| dashboard::overlay_url(app, req)),
+        ),
+        ["api", "rotate"] => (
+            route_form("/api/rotate"),
+            post.then(|| dashboard::rotate(app, req)),
+        ),
+        ["api", "reset"] => (
+            route_form("/api/reset"),
+            post.then(|| dashboard::reset(app, req)),
+        ),
+        ["api", "status"] => (
+            route_named("/api/status"),
+            get.then(|| dashboard::status(app, req)),
+        ),
+        ["api", "test-vote"] => (
+            route_form("/api/test-vote"),
+            post.then(|| dashboard::test_vote(app, req)),
+        ),
         ["overlay", token] => (
             route_named("/overlay/{token}"),
             get.then(|| overlay_page(app, token)),
@@ -98,14 +172,54 @@ pub fn route(app: &Arc<App>, req: &Request) -> (Route, Action) {
             );
         }
     };
+    if let Some(refused) = limited(app, req, route.name) {
+        return (route, Action::Respond(refused));
+    }
     let allow = match route.name {
         "/ws/overlay/{token}" => "GET",
-        "/webhooks/eventsub" => "POST",
+        "/webhooks/eventsub" | "/auth/logout" | "/dashboard/config" | "/api/rotate"
+        | "/api/reset" | "/api/test-vote" => "POST",
+        "/login" | "/api/config" => "GET, HEAD, POST",
         _ => "GET, HEAD",
     };
     let action =
         action.unwrap_or_else(|| Action::Respond(ApiError::MethodNotAllowed(allow).response()));
     (route, action)
+}
+
+/// The per-IP request limit of the sign-in and dashboard routes, checked before
+/// any session or CSRF work (handlers build their answers lazily). Overlays,
+/// their sockets, webhooks, health and metrics are never limited here.
+fn limited(app: &App, req: &Request, route: &str) -> Option<Response> {
+    let class = match route {
+        // The dashboard polls its status every few seconds; a cheap read that
+        // must not eat the budget of the actions (it still needs a session).
+        "/api/status" if req.method == Method::Get => return None,
+        "/login" | "/auth/login" | "/auth/callback" | "/auth/logout" => RateClass::Auth,
+        _ if route.starts_with("/dashboard") || route.starts_with("/api/") => RateClass::Dashboard,
+        _ => return None,
+    };
+    let retry = app
+        .auth
+        .limiter
+        .check(class, req.client_ip, Instant::now())
+        .err()?;
+    app.metrics.http_rate_limited.inc(class);
+    log::debug!(
+        "{} {} from {}: rate limited",
+        req.method.as_str(),
+        req.path,
+        req.client_ip
+    );
+    let resp = match route.starts_with("/api/") {
+        true => ApiError::TooManyRequests.response(),
+        false => pages::error_page(
+            429,
+            "Too many requests",
+            &format!("Please wait {retry} s and try again."),
+        ),
+    };
+    Some(resp.header("retry-after", retry.to_string()))
 }
 
 fn json_status(status: u16, body: String) -> Response {
@@ -177,10 +291,19 @@ fn overlay_page(app: &App, token: &str) -> Action {
 }
 
 /// Home page. Overlay links are secrets, so they are listed only to clients on
-/// loopback or a private network (the streamer's own LAN), never to the internet.
+/// loopback or a private network (the streamer's own LAN), never to the internet,
+/// and only in home mode: a multi-tenant server shows each streamer only their own,
+/// on the dashboard. A signed-in visitor goes to the dashboard.
 fn landing(app: &App, req: &Request) -> Action {
+    if dashboard::signed_in(app, req) {
+        return Action::Respond(pages::redirect("/dashboard"));
+    }
     let mut items = String::new();
-    if is_local(req.client_ip) {
+    if app.auth.mode == crate::config::AuthMode::Twitch {
+        items.push_str(
+            "<li><a href=\"/login\">Sign in with Twitch</a> to see your overlay link.</li>",
+        );
+    } else if is_local(req.client_ip) {
         for s in app.hub.streamers() {
             let url = app.overlay_url(&s.overlay_token, req.header("host"));
             let _ = write!(
@@ -235,6 +358,16 @@ pub fn client_ip(trusted: &[IpNet], peer: IpAddr, req: &Request) -> IpAddr {
         }
     }
     peer
+}
+
+/// True when a trusted proxy says the client spoke HTTPS (`X-Forwarded-Proto`).
+pub fn forwarded_https(trusted: &[IpNet], peer: IpAddr, req: &Request) -> bool {
+    let peer = canonical(peer);
+    trusted.iter().any(|n| n.contains(&peer))
+        && req
+            .header("x-forwarded-proto")
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
 fn origin_allowed(app: &App, req: &Request) -> bool {

@@ -1,5 +1,6 @@
 //! An in-process fake of Twitch OAuth (`/oauth2/validate`, `/oauth2/token`
-//! client credentials) and Helix (`users`, `eventsub/subscriptions`,
+//! client credentials, and a streamer's sign-in: `/oauth2/authorize`, the
+//! authorization-code `/oauth2/token`) and Helix (`users`, `eventsub/subscriptions`,
 //! `eventsub/conduits`, `eventsub/conduits/shards`): a real HTTP/1.1 server on
 //! `127.0.0.1:0` answering with Twitch's JSON shapes and status codes (401 for
 //! bad tokens, 409 for duplicate subscriptions, 202 for creations).
@@ -20,10 +21,14 @@ use smol::net::{TcpListener, TcpStream};
 /// The endpoints: OAuth and Helix.
 #[path = "fake_helix_api.rs"]
 mod api;
+/// A streamer's sign-in: authorize, code exchange, the token's own user.
+#[path = "fake_helix_oauth.rs"]
+mod oauth;
 /// What Twitch sends to callbacks: signed challenges.
 #[path = "fake_helix_push.rs"]
 mod push;
 
+pub use oauth::Consent;
 pub use push::rfc3339;
 
 pub const CLIENT_ID: &str = "fakeclientid";
@@ -87,6 +92,13 @@ struct State {
     deliver_to: Option<SocketAddr>,
     challenges: Vec<(u16, String)>,
     next_id: u64,
+    /// Who approves at `/oauth2/authorize` (None: nobody is signed in at Twitch).
+    consent: Option<Consent>,
+    /// `/oauth2/authorize` answers `error=access_denied`.
+    deny_consent: bool,
+    codes: Vec<oauth::Code>,
+    /// (user id, display name) of users who signed in.
+    display_names: Vec<(String, String)>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -119,6 +131,10 @@ impl FakeHelix {
             deliver_to: None,
             challenges: Vec::new(),
             next_id: 1,
+            consent: None,
+            deny_consent: false,
+            codes: Vec::new(),
+            display_names: Vec::new(),
         }));
         let accept = smol::spawn(accept_loop(listener, Arc::clone(&state)));
         FakeHelix {
@@ -170,6 +186,23 @@ impl FakeHelix {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             expires: Instant::now() + lifetime,
         });
+    }
+
+    /// The account that approves at `/oauth2/authorize` from now on.
+    pub fn consent_as(&self, id: &str, login: &str, display_name: &str) {
+        let mut s = self.lock();
+        s.deny_consent = false;
+        s.consent = Some(Consent {
+            id: id.into(),
+            login: login.into(),
+            display_name: display_name.into(),
+        });
+    }
+
+    /// `/oauth2/authorize` sends `error=access_denied` back, as when the streamer
+    /// clicks "Cancel" on Twitch's consent page.
+    pub fn deny_consent(&self) {
+        self.lock().deny_consent = true;
     }
 
     /// The next `method path` request (path without query) gets `status`.

@@ -9,6 +9,7 @@ use nanoserde::DeJson;
 
 use super::{
     CLIENT_ID, CLIENT_SECRET, FakeShard, FakeSub, Reply, State, Token, error, new_conduit, next_id,
+    oauth,
 };
 
 pub(super) fn route(
@@ -56,6 +57,10 @@ pub(super) fn route(
                 ),
             }
         }
+        ("GET", "/oauth2/authorize") => oauth::authorize(s, query),
+        ("POST", "/oauth2/token") if body.contains("grant_type=authorization_code") => {
+            oauth::exchange(s, body)
+        }
         ("POST", "/oauth2/token") => token(s, body),
         _ if path.starts_with("/helix/") => {
             let bearer = header("authorization").and_then(|a| a.strip_prefix("Bearer "));
@@ -66,6 +71,10 @@ pub(super) fn route(
                 return error(401, "Client ID and OAuth token do not match");
             }
             let app_token = t.user.is_none();
+            if let (Some(user), ("GET", "/helix/users", "")) = (&t.user, (method, path, query)) {
+                let user = user.clone();
+                return oauth::own_user(s, &user);
+            }
             helix(s, method, &path[7..], &params, body, app_token)
         }
         _ => error(404, "no such endpoint"),

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod fake_eventsub_ws;
 pub mod fake_helix;
 pub mod fake_irc;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

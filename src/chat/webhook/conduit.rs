@@ -6,8 +6,9 @@
 //! list every round (missing ones created, stale ones deleted, rows stored).
 //!
 //! The loop does one round, then sleeps: an hour after a good round (Twitch
-//! wants tokens validated hourly), sooner if the token comes due, and with a
-//! growing back-off after a failed one. It ends only when cancelled at shutdown.
+//! wants tokens validated hourly), sooner if the token comes due or a channel
+//! was added (a first Twitch sign-in), and with a growing back-off after a
+//! failed one. It ends only when cancelled at shutdown.
 
 /// Subscriptions: reconciled with Twitch's list, stored in SQLite.
 mod reconcile;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smol::Timer;
+use smol::future::FutureExt;
 
 use super::CHAT_MESSAGE;
 use crate::app::App;
@@ -78,6 +80,7 @@ pub async fn conduit_loop(app: Arc<App>) {
         control.callback
     );
     let mut failures = 0u32;
+    let changes = app.channel_changes();
     loop {
         let wait = match control.round().await {
             Ok(()) => {
@@ -96,7 +99,23 @@ pub async fn conduit_loop(app: Arc<App>) {
                 wait
             }
         };
-        Timer::after(wait).await;
+        // A channel added meanwhile (a first Twitch sign-in) is subscribed now, not
+        // at the next hourly round.
+        let changed = async {
+            if changes.recv().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            true
+        };
+        let woken = async {
+            Timer::after(wait).await;
+            false
+        }
+        .or(changed)
+        .await;
+        if woken {
+            Timer::after(MIN_ROUND_GAP).await;
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Durable relational data in SQLite: streamers and their overlay tokens, overlay configs
-//! (the current row plus every saved version), the audit log, and the EventSub conduit
-//! and subscriptions of the webhook chat source (`twitch`).
+//! (the current row plus every saved version), the audit log, the EventSub conduit
+//! and subscriptions of the webhook chat source (`twitch`), and sign-in data (`auth`:
+//! settings such as the admin password hash and session secret, signed-out sessions,
+//! encrypted Twitch user tokens, streamers created by a Twitch sign-in).
 //!
 //! One OS thread owns the [`Connection`]. [`Db`] handles send it jobs over a bounded
 //! channel and await each reply on a one-shot channel, so no SQLite call ever runs on an
@@ -22,9 +24,11 @@ use self::rows::{SELECT_CHANNEL, canonical_json, channel_from_row, write_config}
 use super::{StoreError, now_ms, try_overlay_token};
 use crate::channel::{OverlayConfig, Streamer};
 
+mod auth;
 mod rows;
 mod twitch;
 
+pub use self::auth::{StoredTokens, TwitchUpsert};
 pub use self::twitch::StoredSubscription;
 
 #[cfg(test)]
@@ -42,7 +46,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Audit actors for changes this module makes on its own behalf.
 const ACTOR_CONFIG_FILE: &str = "config-file";
-const ACTOR_DASHBOARD: &str = "dashboard";
 
 /// Schema migrations: entry `i` takes `user_version` from `i` to `i + 1`, in one
 /// transaction. Append only; never edit an entry that has shipped.
@@ -103,6 +106,25 @@ const MIGRATIONS: &[&str] = &[
         conduit_id TEXT NOT NULL,
         status TEXT NOT NULL CHECK (status IN ('enabled', 'revoked')),
         reason TEXT, -- Twitch's revocation reason
+        updated_at INTEGER NOT NULL
+    );",
+    // v3: sign-in. `settings` holds node secrets by name (see `auth`); revoked session
+    // ids live until the session would have expired (unix seconds); user tokens are
+    // AES-256-GCM ciphertexts (hex), never plaintext.
+    "CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE revoked_sessions (
+        id TEXT PRIMARY KEY,
+        until INTEGER NOT NULL
+    );
+    CREATE TABLE user_tokens (
+        streamer_id INTEGER PRIMARY KEY REFERENCES streamers(id) ON DELETE CASCADE,
+        access_enc TEXT NOT NULL,
+        refresh_enc TEXT,
+        expires_at INTEGER, -- unix ms; NULL: unknown
         updated_at INTEGER NOT NULL
     );",
 ];
@@ -232,8 +254,9 @@ impl Db {
         streamer_id: i64,
         config: &OverlayConfig,
         expected_version: Option<i64>,
+        actor: &str,
     ) -> Result<i64, StoreError> {
-        let config = config.clone();
+        let (config, actor) = (config.clone(), actor.to_owned());
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current: i64 = tx.query_row(
@@ -249,14 +272,7 @@ impl Db {
             let (version, now) = (current + 1, now_ms());
             write_config(&tx, streamer_id, version, &config, None, now)?;
             let detail = format!("version {version}");
-            audit_row(
-                &tx,
-                ACTOR_DASHBOARD,
-                "config_saved",
-                Some(streamer_id),
-                &detail,
-                now,
-            )?;
+            audit_row(&tx, &actor, "config_saved", Some(streamer_id), &detail, now)?;
             tx.commit()?;
             Ok(version)
         })
@@ -264,7 +280,8 @@ impl Db {
     }
 
     /// Replaces the overlay token; the old one stops resolving at once.
-    pub async fn rotate_token(&self, streamer_id: i64) -> Result<String, StoreError> {
+    pub async fn rotate_token(&self, streamer_id: i64, actor: &str) -> Result<String, StoreError> {
+        let actor = actor.to_owned();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let (token, now) = (try_overlay_token()?, now_ms());
@@ -275,14 +292,7 @@ impl Db {
             if changed == 0 {
                 return Err(rusqlite::Error::QueryReturnedNoRows.into());
             }
-            audit_row(
-                &tx,
-                ACTOR_DASHBOARD,
-                "token_rotated",
-                Some(streamer_id),
-                "",
-                now,
-            )?;
+            audit_row(&tx, &actor, "token_rotated", Some(streamer_id), "", now)?;
             tx.commit()?;
             Ok(token)
         })

@@ -95,7 +95,9 @@ fn an_unchanged_file_keeps_dashboard_edits_and_an_edited_one_wins() {
             ..seed("dashboard")
         };
         assert_eq!(
-            db.save_config(streamer.id, &edited, Some(1)).await.unwrap(),
+            db.save_config(streamer.id, &edited, Some(1), "dashboard")
+                .await
+                .unwrap(),
             2
         );
         db.close().await;
@@ -131,7 +133,7 @@ fn rotating_the_token_revokes_the_old_one() {
     block_on_deadline(async {
         let db = Db::open(&dir.0.join("db")).await.unwrap();
         let (streamer, _) = db.upsert_seed("alice", &seed("For")).await.unwrap();
-        let token = db.rotate_token(streamer.id).await.unwrap();
+        let token = db.rotate_token(streamer.id, "dashboard").await.unwrap();
         assert_ne!(token, streamer.overlay_token);
         assert_eq!(
             db.streamer_by_token(&streamer.overlay_token).await.unwrap(),
@@ -141,7 +143,7 @@ fn rotating_the_token_revokes_the_old_one() {
         assert_eq!(found.id, streamer.id);
         assert_eq!(db.recent_audit(1).await.unwrap()[0].action, "token_rotated");
         assert!(matches!(
-            db.rotate_token(999).await,
+            db.rotate_token(999, "dashboard").await,
             Err(StoreError::Sqlite(_))
         ));
     });
@@ -159,18 +161,22 @@ fn save_config_detects_a_conflict_and_keeps_history() {
             ..seed("a")
         };
         assert_eq!(
-            db.save_config(streamer.id, &infinite, Some(1))
+            db.save_config(streamer.id, &infinite, Some(1), "dashboard")
                 .await
                 .unwrap(),
             2
         );
-        let stale = db.save_config(streamer.id, &seed("b"), Some(1)).await;
+        let stale = db
+            .save_config(streamer.id, &seed("b"), Some(1), "dashboard")
+            .await;
         assert!(
             matches!(stale, Err(StoreError::Conflict { current: 2 })),
             "{stale:?}"
         );
         assert_eq!(
-            db.save_config(streamer.id, &seed("c"), None).await.unwrap(),
+            db.save_config(streamer.id, &seed("c"), None, "dashboard")
+                .await
+                .unwrap(),
             3
         );
 
