@@ -2,7 +2,6 @@
 //! UTC timestamp. Hand-written (like ripgrep's) rather than a logging framework:
 //! it is all we need and adds no dependencies.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -96,19 +95,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Appends `s` as a quoted JSON string (RFC 8259 escaping).
 fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c < ' ' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
+    crate::http::response::json_escape(s, out);
     out.push('"');
 }
 

@@ -14,6 +14,7 @@
 pub mod sqlite;
 pub mod state;
 
+use crate::auth::encoding::base64url as base64_url;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -109,25 +110,6 @@ fn random_failed(e: getrandom::Error) -> StoreError {
     StoreError::Io(std::io::Error::other(format!(
         "the OS random source failed: {e}"
     )))
-}
-
-/// RFC 4648 §5 (URL- and filename-safe alphabet), no padding.
-fn base64_url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        // 1 input byte gives 2 output chars, 2 give 3, 3 give 4.
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 /// Wall-clock unix milliseconds, the unit of every stored timestamp.
