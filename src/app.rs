@@ -132,6 +132,11 @@ impl App {
         }
     }
 
+    /// The cluster this node is in (`[mesh]`), until it leaves at shutdown.
+    pub fn mesh(&self) -> Option<Arc<crate::mesh::Mesh>> {
+        self.hub.mesh()
+    }
+
     pub fn shutdown_signal(&self) -> Receiver<()> {
         self.shutdown_rx.clone()
     }

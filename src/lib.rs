@@ -20,13 +20,13 @@
 //! | [`frame`] | the overlay's JSON frame, encoded by hand (pure) |
 //! | [`ws`] | one overlay WebSocket: outbox writer, pings, close codes |
 //! | [`outbox`] | the small bounded queue between the hub and one overlay's writer |
-//! | [`hub`] | broadcasters, their overlays and fan-out; the chat entry point [`hub::Hub::chat`] |
+//! | [`hub`] | broadcasters, their overlays and fan-out; the chat entry point [`hub::Hub::chat`]; in a cluster (`hub/cluster.rs`): vote forwarding to owners, vote-log replication, presence |
 //! | [`sentiment`] | votes: trigger match, vote-log CRDT, window and decay views, debounce, token bucket (pure) |
 //! | [`channel`] | a streamer's overlay settings and their validation |
 //! | [`limits`] | WebSocket admission: per-IP rate, global and per-IP caps |
 //! | [`chat`] | chat sources (demo, IRC, EventSub WebSocket, EventSub webhooks), all feeding [`hub::Hub::chat`] |
 //! | [`store`] | `sqlite` (streamers, configs, audit) and `state` (redb: vote logs, node id) |
-//! | [`mesh`] | the cluster core: SWIM membership (foca), authenticated frames, rendezvous ownership, LWW CRDT |
+//! | [`mesh`] | the cluster core: SWIM membership (foca), authenticated frames, rendezvous ownership, LWW CRDT; started by [`server`] when `[mesh] listen` is set |
 //! | [`metrics`] | counters, histograms and the Prometheus text writer |
 //! | [`tls`] | rustls (ring) on smol: client/server configs, plain-or-TLS streams |
 //! | [`twitch`] | Twitch's HTTP APIs (OAuth, Helix) over a small HTTP/1.1 client |

@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicI64, AtomicU64};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `Content-Type` to send with [`Metrics::render`] output.
@@ -42,6 +42,11 @@ pub const VOTE_PROCESSING_BUCKETS: &[f64] =
     &[0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05];
 /// Upper bounds (seconds) of `store_flush_duration_seconds`.
 pub const STORE_FLUSH_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
+/// From an owner accepting a vote to another node merging it: a LAN hop plus up to
+/// one 50 ms publish gap normally; seconds mean a slow peer or a resync.
+pub const MESH_CONVERGENCE_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Linux `USER_HZ`: the unit of utime/stime in /proc/self/stat. It is fixed at 100 for
 /// userspace on every architecture Linux supports, so no `sysconf` (libc) is needed.
@@ -287,6 +292,17 @@ label_enum! {
         NoViewers => "no_viewers",
         UnknownChannel => "unknown_channel",
         Invalid => "invalid",
+        Forwarded => "forwarded",
+    }
+}
+
+label_enum! {
+    /// `mesh_members{state}` (as [`crate::mesh::MemberState`]).
+    MeshMemberState {
+        Alive => "alive",
+        Suspect => "suspect",
+        Down => "down",
+        Left => "left",
     }
 }
 
@@ -579,6 +595,14 @@ pub struct Metrics {
     pub store_flush: CounterVec<FlushResult, { FlushResult::COUNT }>,
     /// `store_flush_duration_seconds`
     pub store_flush_duration: Histogram,
+
+    /// The mesh's own counters (`mesh_frames_total`, refusals, RTT); set when the
+    /// node joins a cluster. No `mesh_*` family is rendered without it.
+    pub mesh: std::sync::OnceLock<Arc<crate::mesh::MeshCounters>>,
+    /// `mesh_members{state}`, this node included; refreshed by the presence loop.
+    pub mesh_members: GaugeVec<MeshMemberState, { MeshMemberState::COUNT }>,
+    /// `mesh_convergence_seconds`
+    pub mesh_convergence: Histogram,
 }
 
 impl Metrics {
@@ -622,6 +646,9 @@ impl Metrics {
             csrf_rejected: CounterVec::new(),
             store_flush: CounterVec::new(),
             store_flush_duration: Histogram::new(STORE_FLUSH_BUCKETS),
+            mesh: std::sync::OnceLock::new(),
+            mesh_members: GaugeVec::new(),
+            mesh_convergence: Histogram::new(MESH_CONVERGENCE_BUCKETS),
         }
     }
 
@@ -884,6 +911,8 @@ impl Metrics {
             &self.store_flush_duration,
         );
 
+        self.render_mesh(out);
+
         header(
             out,
             "build_info",
@@ -899,6 +928,91 @@ impl Metrics {
         out.push_str("\"} 1\n");
 
         render_process(out, &ProcessStats::read(), self.start_time);
+    }
+
+    fn render_mesh(&self, out: &mut String) {
+        let Some(m) = self.mesh.get() else {
+            return;
+        };
+        gauge_vec(
+            out,
+            "mesh_members",
+            "Cluster members as this node sees them (itself included), by state.",
+            "state",
+            &self.mesh_members,
+        );
+        header(
+            out,
+            "mesh_frames_total",
+            "Mesh frames decoded from peers (in) or queued to peers (out), by kind.",
+            "counter",
+        );
+        for kind in crate::mesh::FrameKind::ALL {
+            for (dir, n) in [("in", m.frames_in_of(kind)), ("out", m.frames_out_of(kind))] {
+                let _ = writeln!(
+                    out,
+                    "mesh_frames_total{{kind=\"{}\",dir=\"{dir}\"}} {n}",
+                    kind.as_str()
+                );
+            }
+        }
+        histogram(
+            out,
+            "mesh_peer_rtt_seconds",
+            "SWIM probe round trips to peers.",
+            &m.rtt,
+        );
+        histogram(
+            out,
+            "mesh_convergence_seconds",
+            "From the owner accepting a vote to this node merging it.",
+            &self.mesh_convergence,
+        );
+        gauge(
+            out,
+            "mesh_connections",
+            "Open mesh connections, both directions.",
+            m.connections.get(),
+        );
+        for (name, help, c) in [
+            (
+                "mesh_auth_failures_total",
+                "Mesh connections refused: a frame's tag did not verify (wrong secret).",
+                &m.auth_failures,
+            ),
+            (
+                "mesh_version_mismatches_total",
+                "Mesh connections refused: the peer speaks another protocol version.",
+                &m.version_mismatches,
+            ),
+            (
+                "mesh_bad_frames_total",
+                "Mesh connections dropped for malformed or misplaced frames.",
+                &m.bad_frames,
+            ),
+            (
+                "mesh_slow_peer_drops_total",
+                "Mesh peers dropped because their send queue was full.",
+                &m.slow_peer_drops,
+            ),
+            (
+                "mesh_frames_dropped_total",
+                "Mesh frames not queued because the peer's connection was down.",
+                &m.frames_dropped,
+            ),
+            (
+                "mesh_swim_dropped_total",
+                "SWIM messages dropped because the membership loop was behind.",
+                &m.swim_dropped,
+            ),
+            (
+                "mesh_dial_failures_total",
+                "Mesh dials or handshakes that failed.",
+                &m.dial_failures,
+            ),
+        ] {
+            counter(out, name, help, c.get());
+        }
     }
 
     fn render_http(&self, out: &mut String) {

@@ -1,6 +1,6 @@
 //! A node's lifecycle. [`Server::start`] reads as the startup story (stores,
 //! channels, listener, loops); [`Server::shutdown`] begins the reverse:
-//! readiness 503 at once → `shutdown.drain_delay` → stop accepting → overlays
+//! readiness 503 at once → leave the mesh (owners move at once) → `shutdown.drain_delay` → stop accepting → overlays
 //! get 1001 → in-flight requests finish within `shutdown.timeout` → vote logs
 //! flushed → done. Tests start it on `127.0.0.1:0` in-process.
 
@@ -14,8 +14,9 @@ use smol::{Async, Executor, Timer};
 
 use crate::app::{App, now_ms};
 use crate::config::Config;
-use crate::hub::{Hub, HubSettings};
-use crate::metrics::Metrics;
+use crate::hub::{ClusterHandler, Hub, HubSettings};
+use crate::mesh::{Mesh, MeshConfig, PEERS_META_KEY, decode_peers, encode_peers};
+use crate::metrics::{MeshMemberState, Metrics};
 use crate::sentiment::VoteLog;
 use crate::store::sqlite::Db;
 use crate::store::state::State;
@@ -105,6 +106,7 @@ impl Server {
 
         let ex = Arc::new(Executor::new());
         app.set_executor(&ex);
+        let peers_changed = start_mesh(&app, &ex)?;
         let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
         let (done_tx, done_rx) = smol::channel::bounded(1);
         let (exit_tx, exit_rx) = smol::channel::bounded::<()>(1);
@@ -118,7 +120,14 @@ impl Server {
                     .map_err(|e| Error::Io("spawning worker".into(), e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let run = run(Arc::clone(&ex), Arc::clone(&app), listener, stop_rx, mode);
+        let run = run(
+            Arc::clone(&ex),
+            Arc::clone(&app),
+            listener,
+            stop_rx,
+            mode,
+            peers_changed,
+        );
         ex.spawn(async move {
             let result = run.await;
             let _ = done_tx.send(result).await;
@@ -230,13 +239,50 @@ async fn load_channels(app: &App) -> Result<(), Error> {
     Ok(())
 }
 
+/// Joins the cluster when `[mesh] listen` is set: seeds are the configured ones
+/// plus the members learned before a restart (redb). Returns the "membership
+/// changed" signal the peers loop persists on.
+fn start_mesh(app: &Arc<App>, ex: &Arc<Executor<'static>>) -> Result<Option<Receiver<()>>, Error> {
+    let cfg = &app.config.mesh;
+    let (Some(listen), Some(secret)) = (cfg.listen, &cfg.secret) else {
+        return Ok(None);
+    };
+    let learned = smol::block_on(app.state.get_meta(PEERS_META_KEY))?;
+    let mut seeds = cfg.seeds.clone();
+    for addr in learned.as_deref().map(decode_peers).unwrap_or_default() {
+        if !seeds.contains(&addr) && Some(addr) != cfg.advertise {
+            seeds.push(addr);
+        }
+    }
+    let mut mesh_config = MeshConfig::new(listen, seeds, secret.clone());
+    mesh_config.advertise = cfg.advertise;
+    let (tx, rx) = smol::channel::bounded(1);
+    let handler = Arc::new(ClusterHandler::new(app, tx));
+    let mesh = Mesh::start(mesh_config, app.state.node_id(), handler, ex)
+        .map_err(|e| Error::Io(format!("starting the mesh on {listen}"), e))?;
+    let _ = app.metrics.mesh.set(Arc::clone(mesh.counters()));
+    log::info!(
+        "mesh: listening on {} for cluster members",
+        mesh.local_addr()
+    );
+    app.hub.attach_mesh(Arc::new(mesh));
+    Ok(Some(rx))
+}
+
 async fn run(
     ex: Arc<Executor<'static>>,
     app: Arc<App>,
     listener: Async<TcpListener>,
     stop: Receiver<()>,
     mode: Mode,
+    peers_changed: Option<Receiver<()>>,
 ) -> Result<(), Error> {
+    let cluster = peers_changed.map(|rx| {
+        (
+            ex.spawn(presence_loop(Arc::clone(&app))),
+            ex.spawn(peers_loop(Arc::clone(&app), rx)),
+        )
+    });
     let accept = ex.spawn(accept_loop(Arc::clone(&ex), Arc::clone(&app), listener));
     let tick = ex.spawn(tick_loop(Arc::clone(&app)));
     let flush = ex.spawn(flush_loop(Arc::clone(&app)));
@@ -248,6 +294,13 @@ async fn run(
     let _ = stop.recv().await;
     log::info!("shutdown: readiness now 503");
     app.start_draining();
+    if let Some(mesh) = app.hub.detach_mesh() {
+        mesh.depart().await;
+    }
+    if let Some((presence, peers)) = cluster {
+        presence.cancel().await;
+        peers.cancel().await;
+    }
     let cfg = &app.config.shutdown;
     if !cfg.drain_delay.is_zero() {
         log::info!(
@@ -339,6 +392,59 @@ async fn flush_once(app: &App) {
             log::error!("flushing vote logs failed: {e}");
             app.hub.mark_dirty(&logins);
             app.set_store_fault(Some(("state", e.to_string())));
+        }
+    }
+}
+
+/// How often this node's overlay counts are compared with the last announced
+/// ones: a change reaches the other nodes within this (the presence debounce).
+const PRESENCE_CHECK: Duration = Duration::from_millis(250);
+
+/// Announces this node's overlays on change and every `PRESENCE_EVERY`; refreshes
+/// `mesh_members`.
+async fn presence_loop(app: Arc<App>) {
+    let mut last: Option<(Vec<(String, u32)>, Instant)> = None;
+    loop {
+        if let Some(mesh) = app.hub.mesh() {
+            let counts = app.hub.local_presence();
+            let stale = last.as_ref().is_none_or(|(sent, at)| {
+                *sent != counts || at.elapsed() >= crate::hub::PRESENCE_EVERY
+            });
+            if stale {
+                let _ = mesh.broadcast(&app.hub.presence_frame(&counts));
+                last = Some((counts, Instant::now()));
+            }
+            let members = mesh.members();
+            for state in MeshMemberState::ALL {
+                let n = members
+                    .iter()
+                    .filter(|m| m.state.as_str() == state.as_str())
+                    .count();
+                app.metrics.mesh_members.set(*state, n as i64);
+            }
+        }
+        Timer::after(PRESENCE_CHECK).await;
+    }
+}
+
+/// Remembers the live members in redb after each membership change, so a
+/// restarted node can rejoin through them. An empty view is not saved: a node
+/// that lost every peer keeps the addresses to knock on later.
+async fn peers_loop(app: Arc<App>, changed: Receiver<()>) {
+    while changed.recv().await.is_ok() {
+        let Some(mesh) = app.hub.mesh() else {
+            return;
+        };
+        let addrs = mesh.peer_addrs();
+        if addrs.is_empty() {
+            continue;
+        }
+        if let Err(e) = app
+            .state
+            .set_meta(PEERS_META_KEY, &encode_peers(&addrs))
+            .await
+        {
+            log::warn!("mesh: saving learned members failed: {e}");
         }
     }
 }

@@ -352,3 +352,33 @@ fn reset_test_votes_and_status() {
         srv.stop().await;
     });
 }
+
+#[test]
+fn api_mesh_lists_members_for_the_admin_only() {
+    run(TEST_TIMEOUT, async {
+        let mesh = "[mesh]\nlisten = \"127.0.0.1:0\"\nsecret = \"dashboard-mesh-secret-0123\"\n";
+        let srv = start_home(mesh).await;
+        let anonymous = Web::new(srv.addr).get("/api/mesh").await;
+        assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+        let (mut web, _) = sign_in(&srv).await;
+        let r = web.get("/api/mesh").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.body.starts_with("{\"enabled\":true,\"node\":\""),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body.contains("\"state\":\"alive\",\"rtt_ms\":null"),
+            "{}",
+            r.body
+        );
+        srv.stop().await;
+
+        let alone = start_home("").await;
+        let (mut web, _) = sign_in(&alone).await;
+        let r = web.get("/api/mesh").await;
+        assert_eq!(r.body, r#"{"enabled":false,"members":[]}"#);
+        alone.stop().await;
+    });
+}

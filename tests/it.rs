@@ -10,5 +10,6 @@ mod http;
 mod irc;
 mod lifecycle;
 mod mesh;
+mod mesh_cluster;
 mod overlay;
 mod webhook;

@@ -145,6 +145,7 @@ fn vote_log(n: u64, size: usize) -> Frame {
         broadcaster: "alice".into(),
         epoch: n,
         bytes: Blob(vec![7; size]),
+        accepted_ms: 0,
     }
 }
 

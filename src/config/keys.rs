@@ -87,6 +87,10 @@ pub(super) const KEYS: &[Key] = &[
     key!(auth.encryption_key, opt_encryption_key),
     key!(auth.redirect_uri, opt_callback_url),
     key!(auth.secure_cookies, secure_cookies),
+    key!(mesh.listen, opt_socket_addr),
+    key!(mesh.advertise, opt_socket_addr),
+    key!(mesh.seeds, socket_addrs),
+    key!(mesh.secret, opt_mesh_secret),
 ];
 
 const DAY_MS: u64 = 86_400_000;
@@ -141,6 +145,34 @@ fn directory(v: Raw) -> Result<PathBuf, String> {
 fn socket_addr(v: Raw) -> Result<SocketAddr, String> {
     let expected = "an address and port like 0.0.0.0:8080 or [::]:8080";
     text(v)?.trim().parse().map_err(|_| expected.into())
+}
+
+/// An empty string is no address.
+fn opt_socket_addr(v: Raw) -> Result<Option<SocketAddr>, String> {
+    match text(v)?.trim() {
+        "" => Ok(None),
+        _ => socket_addr(v).map(Some),
+    }
+}
+
+fn socket_addrs(v: Raw) -> Result<Vec<SocketAddr>, String> {
+    let bad = |s| format!("addresses with ports like 10.0.0.2:7946 ({s:?} is not one)");
+    strings(v)?
+        .iter()
+        .map(|s| s.trim().parse().map_err(|_| bad(s)))
+        .collect()
+}
+
+/// Printable ASCII, at least [`crate::mesh::MIN_SECRET_LEN`] bytes; empty means unset.
+fn opt_mesh_secret(v: Raw) -> Result<Option<String>, String> {
+    let min = crate::mesh::MIN_SECRET_LEN;
+    match text(v)?.trim() {
+        "" => Ok(None),
+        s if s.len() >= min && s.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(s.to_string())),
+        _ => Err(format!(
+            "at least {min} printable ASCII characters (e.g. `openssl rand -hex 32`)"
+        )),
+    }
 }
 
 /// An empty string is no URL.

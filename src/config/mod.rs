@@ -45,6 +45,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub twitch: TwitchConfig,
     pub auth: AuthConfig,
+    pub mesh: MeshSection,
     /// `[[channel]]` tables, in file order; logins are unique.
     pub channels: Vec<ChannelSeed>,
 }
@@ -220,6 +221,31 @@ impl fmt::Debug for AuthConfig {
     }
 }
 
+/// `[mesh]`: the cluster this node belongs to. No mesh unless `listen` is set.
+#[derive(Clone, Default, PartialEq)]
+pub struct MeshSection {
+    /// Where other nodes connect (mesh traffic only, not HTTP).
+    pub listen: Option<SocketAddr>,
+    /// The address other nodes dial; defaults to `listen` (required when that is 0.0.0.0).
+    pub advertise: Option<SocketAddr>,
+    /// Nodes to join through; any one live seed is enough.
+    pub seeds: Vec<SocketAddr>,
+    /// Shared by every node, at least [`crate::mesh::MIN_SECRET_LEN`] bytes.
+    pub secret: Option<String>,
+}
+
+/// The secret stays out of logs and panic messages.
+impl fmt::Debug for MeshSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeshSection")
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("seeds", &self.seeds)
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
 /// A channel set up from the config file rather than through the dashboard.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelSeed {
@@ -298,6 +324,7 @@ impl Default for Config {
                 redirect_uri: None,
                 secure_cookies: SecureCookies::Auto,
             },
+            mesh: MeshSection::default(),
             channels: Vec::new(),
         }
     }
@@ -434,7 +461,18 @@ pub fn load(overrides: &Overrides, env: &[(String, String)]) -> Result<Config, C
     }
     check_twitch(&config.twitch)?;
     check_auth(&config)?;
+    check_mesh(&config.mesh)?;
     Ok(config)
+}
+
+/// A mesh cannot run without its shared secret.
+fn check_mesh(m: &MeshSection) -> Result<(), ConfigError> {
+    match (m.listen, &m.secret) {
+        (Some(_), None) => Err(ConfigError::Missing {
+            key: "mesh.secret (mesh.listen is set)".into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Twitch sign-in needs the app's credentials.
@@ -488,6 +526,7 @@ pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
     apply_file(&mut config, &parse_toml(s, None)?)?;
     check_twitch(&config.twitch)?;
     check_auth(&config)?;
+    check_mesh(&config.mesh)?;
     Ok(config)
 }
 

@@ -668,3 +668,23 @@ fn auth_section() {
     assert_eq!(c.auth.session_max_age, Duration::from_secs(12 * 3600));
     assert_eq!(c.limits.auth_burst, 2);
 }
+
+#[test]
+fn mesh_section() {
+    let c = from_toml_str(
+        "[mesh]\nlisten = \"0.0.0.0:7946\"\nadvertise = \"10.0.0.2:7946\"\n\
+         seeds = [\"10.0.0.3:7946\", \"[::1]:7000\"]\nsecret = \"0123456789abcdef\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.mesh.listen, Some("0.0.0.0:7946".parse().unwrap()));
+    assert_eq!(c.mesh.advertise, Some("10.0.0.2:7946".parse().unwrap()));
+    assert_eq!(c.mesh.seeds.len(), 2);
+    assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    assert_eq!(
+        err("[mesh]\nlisten = \"0.0.0.0:7946\"\n"),
+        "config: mesh.secret (mesh.listen is set) is required"
+    );
+    assert!(err("[mesh]\nsecret = \"short\"\n").contains("at least 16"));
+    assert!(err("[mesh]\nseeds = [\"nowhere\"]\n").contains("\"nowhere\" is not one"));
+    assert_eq!(Config::default().mesh.listen, None);
+}

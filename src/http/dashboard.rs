@@ -373,6 +373,41 @@ pub(super) fn status(app: &Arc<App>, req: &Request) -> Action {
     })
 }
 
+/// `GET /api/mesh`: the cluster as this node sees it (admin only): its id, and
+/// every member with state and smoothed probe round trip. `enabled: false` without `[mesh]`.
+pub(super) fn mesh_status(app: &Arc<App>, req: &Request) -> Action {
+    let session = match require_session(app, req, Kind::Api) {
+        Ok(s) => s,
+        Err(resp) => return Action::Respond(resp),
+    };
+    if session.subject != Subject::Admin {
+        let body = r#"{"error":"forbidden","message":"admin only"}"#.to_string();
+        return Action::Respond(json(403, body));
+    }
+    let Some(mesh) = app.mesh() else {
+        return Action::Respond(json(200, r#"{"enabled":false,"members":[]}"#.into()));
+    };
+    let mut body = format!(
+        "{{\"enabled\":true,\"node\":\"{:016x}\",\"members\":[",
+        mesh.node()
+    );
+    for (i, m) in mesh.members().iter().enumerate() {
+        let rtt = m.rtt.map_or("null".to_string(), |d| {
+            format!("{:.3}", d.as_secs_f64() * 1000.0)
+        });
+        let _ = write!(
+            body,
+            "{}{{\"node\":\"{:016x}\",\"addr\":\"{}\",\"state\":\"{}\",\"rtt_ms\":{rtt}}}",
+            if i == 0 { "" } else { "," },
+            m.node,
+            m.addr,
+            m.state.as_str()
+        );
+    }
+    body.push_str("]}");
+    Action::Respond(json(200, body))
+}
+
 /// `POST /api/test-vote?side=for|against`: one chat line with the side's first
 /// trigger, from a chatter id never used before (so debounce lets it through),
 /// through the same entry point as real chat.

@@ -122,6 +122,10 @@ pub fn route(app: &Arc<App>, req: &Request) -> (Route, Action) {
             route_named("/api/status"),
             get.then(|| dashboard::status(app, req)),
         ),
+        ["api", "mesh"] => (
+            route_named("/api/mesh"),
+            get.then(|| dashboard::mesh_status(app, req)),
+        ),
         ["api", "test-vote"] => (
             route_form("/api/test-vote"),
             post.then(|| dashboard::test_vote(app, req)),

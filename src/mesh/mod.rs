@@ -299,11 +299,20 @@ impl Mesh {
     /// after failure detection), SWIM gossips it too, the frames are flushed (for
     /// at most a second), then everything stops.
     pub async fn leave(self) {
+        self.depart().await;
+    }
+
+    /// [`Mesh::leave`] through a shared handle (the application keeps the mesh
+    /// in an `Arc`): afterwards every task is stopped and every socket closed;
+    /// later sends fail as `Unknown`/`Unreachable`. Idempotent.
+    pub async fn depart(&self) {
         let (ack, done) = smol::channel::bounded(1);
         if self.shared.swim_tx.send(Input::Leave(ack)).await.is_ok() {
             let _ = done.recv().await;
         }
         self.flush(LEAVE_FLUSH).await;
+        self.shared.shutdown.0.close();
+        self.shared.close_links();
         log::info!("mesh: node {:016x} left the cluster", self.shared.node);
     }
 

@@ -36,7 +36,7 @@ pub use super::fields::{Blob, List, Text};
 
 /// Bumped on any change to the envelope or to [`Frame`]'s encoding. Checked on
 /// every frame; a mismatch at the handshake is refused with a log line naming both.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest frame (after the length prefix) a node accepts or sends: a full vote
 /// log is tens of KB, a digest a few hundred bytes; 1 MiB leaves ample room.
 pub const MAX_FRAME: usize = 1 << 20;
@@ -165,6 +165,9 @@ pub enum Frame {
         broadcaster: Text,
         epoch: u64,
         bytes: Blob,
+        /// When the owner accepted the newest vote (Unix ms; 0 = none): the
+        /// overlay frame's `ts` everywhere, and the origin of convergence times.
+        accepted_ms: u64,
     },
     /// A chat line handed to the broadcaster's owner, which counts it.
     ChatForward {

@@ -47,6 +47,7 @@ fn samples() -> Vec<Frame> {
             broadcaster: "alice".into(),
             epoch: 3,
             bytes: Blob(vec![9; 300]),
+            accepted_ms: 1_700_000_000_123,
         },
         Frame::ChatForward {
             broadcaster: "alice".into(),
@@ -179,18 +180,18 @@ fn another_version_is_refused_before_the_tag() {
     seal(
         &key,
         0,
-        &encode_version(2, &samples()[1]).unwrap(),
+        &encode_version(PROTOCOL_VERSION + 1, &samples()[1]).unwrap(),
         &mut bytes,
     );
     assert_eq!(
         parse(&key, 0, &bytes, MAX_FRAME),
-        Err(WireError::Version(2))
+        Err(WireError::Version(PROTOCOL_VERSION + 1))
     );
     // Even with the wrong secret, the version is what gets reported.
     let other = MeshKey::derive("x".repeat(20).as_str());
     assert_eq!(
         parse(&other, 0, &bytes, MAX_FRAME),
-        Err(WireError::Version(2))
+        Err(WireError::Version(PROTOCOL_VERSION + 1))
     );
     assert!(WireError::Version(2).to_string().contains("v2"));
 }

@@ -3,9 +3,17 @@
 //! [`Hub::chat`] is the single entry point every chat source calls; fan-out
 //! `try_send`s into each overlay's bounded outbox and evicts a client whose
 //! outbox is full, so one slow socket never holds up the others.
+//!
+//! In a cluster (`cluster`), the owner of a broadcaster counts its votes: other
+//! nodes forward chat to it, and every node merges the owner's vote log and
+//! publishes it to its own overlays.
+
+mod cluster;
+
+pub use cluster::{ClusterHandler, PRESENCE_EVERY, PRESENCE_TTL};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::outbox::{self, Receiver, SendError, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
@@ -60,6 +68,8 @@ struct Channel {
     pending: bool,
     newest_vote_ms: u64,
     dirty: bool,
+    /// The log changed here (a vote or a reset): broadcast it at the next publish.
+    replicate: bool,
 }
 
 struct Inner {
@@ -69,6 +79,8 @@ struct Inner {
     next_sub: u64,
     last_compact_ms: u64,
     last_prune_ms: u64,
+    /// Overlays on the other nodes, per node ([`cluster`]).
+    presence: cluster::Presence,
 }
 
 pub struct Hub {
@@ -76,6 +88,9 @@ pub struct Hub {
     settings: HubSettings,
     metrics: Arc<Metrics>,
     inner: Mutex<Inner>,
+    /// Set while this node is in a cluster; never locked across the hub lock's
+    /// acquisition (read it first, or under the hub lock, never the reverse).
+    mesh: RwLock<Option<Arc<crate::mesh::Mesh>>>,
 }
 
 /// A granted overlay subscription; its outbox already holds the snapshot.
@@ -104,7 +119,9 @@ impl Hub {
                 next_sub: 1,
                 last_compact_ms: 0,
                 last_prune_ms: 0,
+                presence: Default::default(),
             }),
+            mesh: RwLock::new(None),
         }
     }
 
@@ -140,6 +157,7 @@ impl Hub {
                 pending: false,
                 newest_vote_ms: 0,
                 dirty: false,
+                replicate: false,
             },
         );
     }
@@ -197,15 +215,21 @@ impl Hub {
         }
     }
 
+    /// Overlays of `login` across the cluster (this node's plus the others' presence).
     pub fn viewers(&self, login: &str) -> usize {
-        self.lock().channels.get(login).map_or(0, |c| c.subs.len())
+        let inner = self.lock();
+        let local = inner.channels.get(login).map_or(0, |c| c.subs.len());
+        local + inner.presence.viewers(login)
     }
 
     /// The chat entry point: match, debounce, rate-limit, count, publish.
     pub fn chat(&self, msg: &ChatMessage, now_ms: u64) -> VoteResult {
         let started = std::time::Instant::now();
         self.metrics.chat_messages_received.inc(msg.source);
-        let result = self.process(msg, now_ms);
+        let result = match self.forward(msg) {
+            Some(result) => result,
+            None => self.process(msg, now_ms),
+        };
         self.metrics
             .observe_vote(result, started.elapsed().as_secs_f64());
         result
@@ -220,8 +244,8 @@ impl Hub {
         let Some(ch) = inner.channels.get_mut(msg.channel.as_str()) else {
             return VoteResult::UnknownChannel;
         };
-        // Zero-cost idle: nobody watches, nothing to count.
-        if ch.subs.is_empty() {
+        // Zero-cost idle: nobody watches (on any node), nothing to count.
+        if ch.subs.is_empty() && inner.presence.viewers(&msg.channel) == 0 {
             return VoteResult::NoViewers;
         }
         let cfg = &ch.config;
@@ -246,6 +270,7 @@ impl Hub {
         ch.log.record(self.node, side, now_ms);
         ch.newest_vote_ms = now_ms;
         ch.dirty = true;
+        ch.replicate = true;
         if now_ms.saturating_sub(ch.last_publish_ms) >= MIN_PUBLISH_GAP_MS {
             self.publish(ch, now_ms);
         } else {
@@ -281,6 +306,7 @@ impl Hub {
         };
         ch.log.reset(self.node, now_ms);
         ch.dirty = true;
+        ch.replicate = true;
         self.publish(ch, now_ms);
         true
     }
@@ -335,11 +361,15 @@ impl Hub {
             if compact {
                 ch.log.compact(now_ms);
             }
-            if ch.subs.is_empty() {
-                continue;
-            }
             let since = now_ms.saturating_sub(ch.last_publish_ms);
             let due_pending = ch.pending && since >= MIN_PUBLISH_GAP_MS;
+            if ch.subs.is_empty() {
+                // An owner counting for other nodes' overlays still replicates.
+                if due_pending {
+                    self.publish(ch, now_ms);
+                }
+                continue;
+            }
             let due_refresh = since >= REFRESH_MS && (ch.last_total > 0 || !ch.log.is_empty());
             if due_pending || due_refresh {
                 self.publish(ch, now_ms);
@@ -374,6 +404,9 @@ impl Hub {
     fn publish(&self, ch: &mut Channel, now_ms: u64) {
         ch.pending = false;
         ch.last_publish_ms = now_ms;
+        if std::mem::take(&mut ch.replicate) {
+            self.replicate(ch);
+        }
         if ch.subs.is_empty() {
             return;
         }

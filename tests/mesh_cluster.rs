@@ -1,0 +1,204 @@
+//! Whole nodes in a cluster: three in-process `TestServer`s with `[mesh]` on
+//! 127.0.0.1:0 (A first, then B and C seeded with A's mesh address) serving the
+//! same channel. Votes injected anywhere show once on an overlay anywhere; the
+//! owner's graceful leave hands its channels over; a stranger cannot join.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatpulse::mesh::Mesh;
+use chatpulse::metrics::VoteResult;
+
+use crate::common::{ONE_CHANNEL, Overlay, TEST_TIMEOUT, TestServer, eventually, run};
+
+const SECRET: &str = "cluster-test-secret-0123456789";
+/// Generous: the machine is shared and SWIM works in whole probe periods.
+const CONVERGE: Duration = Duration::from_secs(20);
+
+fn mesh_toml(seeds: &[SocketAddr], secret: &str) -> String {
+    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "[mesh]\nlisten = \"127.0.0.1:0\"\nseeds = [{}]\nsecret = \"{secret}\"\n\n{ONE_CHANNEL}",
+        seeds.join(", ")
+    )
+}
+
+fn mesh(t: &TestServer) -> Arc<Mesh> {
+    t.server.app().mesh().expect("node is in a cluster")
+}
+
+/// A, then B and C seeded with A; returns once all three see each other.
+async fn trio() -> Vec<TestServer> {
+    let a = TestServer::start_with(&mesh_toml(&[], SECRET), None, None).await;
+    let seed = mesh(&a).local_addr();
+    let b = TestServer::start_with(&mesh_toml(&[seed], SECRET), None, None).await;
+    let c = TestServer::start_with(&mesh_toml(&[seed], SECRET), None, None).await;
+    let nodes = vec![a, b, c];
+    eventually("three live members everywhere", CONVERGE, || {
+        nodes
+            .iter()
+            .all(|n| mesh(n).live().len() == 3)
+            .then_some(())
+    })
+    .await;
+    nodes
+}
+
+/// Every node counts `n` overlays of alice (presence has spread).
+async fn viewers_everywhere(nodes: &[&TestServer], n: usize) {
+    eventually("presence on every node", CONVERGE, || {
+        nodes
+            .iter()
+            .all(|t| t.server.app().hub.viewers("alice") == n)
+            .then_some(())
+    })
+    .await;
+}
+
+fn counted(r: VoteResult) -> bool {
+    matches!(r, VoteResult::Applied | VoteResult::Forwarded)
+}
+
+#[test]
+fn votes_on_any_node_show_once_on_every_overlay() {
+    run(TEST_TIMEOUT, async {
+        let nodes = trio().await;
+        let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+        let mut overlay = Overlay::connect(c.addr, &c.token("alice")).await.unwrap();
+        assert_eq!(overlay.frame().await.total_votes, 0);
+        viewers_everywhere(&[a, b, c], 1).await;
+
+        for i in 0..5 {
+            assert!(counted(a.chat("alice", &format!("a{i}"), "yes").await));
+        }
+        for i in 0..3 {
+            assert!(counted(b.chat("alice", &format!("b{i}"), "no").await));
+        }
+        let f = overlay
+            .frame_where("all 8 votes", |f| f.total_votes == 8)
+            .await;
+        assert_eq!((f.for_votes, f.against_votes), (5, 3));
+
+        // Counted exactly once, by the owner; the others forwarded.
+        let owner = mesh(a).owner("alice");
+        let sum = |label: &str| -> u64 {
+            nodes
+                .iter()
+                .map(|n| {
+                    metric(
+                        &n.metrics(),
+                        &format!("vote_processing_total{{result=\"{label}\"}}"),
+                    )
+                })
+                .sum()
+        };
+        assert_eq!(sum("applied"), 8);
+        let forwarded_expected = [(a, 5), (b, 3)]
+            .iter()
+            .filter(|(n, _)| mesh(n).node() != owner)
+            .map(|(_, k)| *k)
+            .sum::<u64>();
+        assert_eq!(sum("forwarded"), forwarded_expected);
+        // Every node's copy of the log converged to the same bar.
+        eventually("every node merged the log", CONVERGE, || {
+            nodes
+                .iter()
+                .all(|n| {
+                    let m = n.metrics();
+                    metric(&m, "mesh_members{state=\"alive\"}") == 3
+                        && (mesh(n).node() == owner
+                            || metric(&m, "mesh_convergence_seconds_count") > 0)
+                })
+                .then_some(())
+        })
+        .await;
+        assert!(
+            c.metrics()
+                .contains("mesh_frames_total{kind=\"vote_log\",dir=\"in\"}")
+        );
+        for n in nodes {
+            n.stop().await;
+        }
+    });
+}
+
+#[test]
+fn the_owner_leaving_hands_its_channels_over() {
+    run(TEST_TIMEOUT, async {
+        let mut nodes = trio().await;
+        let owner = mesh(&nodes[0]).owner("alice");
+        let oi = nodes.iter().position(|n| mesh(n).node() == owner).unwrap();
+        let old_owner = nodes.remove(oi);
+        let (v, i) = (&nodes[0], &nodes[1]);
+        let mut overlay = Overlay::connect(v.addr, &v.token("alice")).await.unwrap();
+        overlay.frame().await;
+        viewers_everywhere(&[v, i, &old_owner], 1).await;
+
+        for k in 0..3 {
+            assert_eq!(
+                i.chat("alice", &format!("x{k}"), "yes").await,
+                VoteResult::Forwarded
+            );
+        }
+        overlay.frame_where("3 votes", |f| f.total_votes == 3).await;
+
+        old_owner.stop().await;
+        eventually("the survivors agree on a new owner", CONVERGE, || {
+            let (mv, mi) = (mesh(v), mesh(i));
+            (mv.live().len() == 2 && mi.live().len() == 2 && mv.owner("alice") == mi.owner("alice"))
+                .then_some(())
+        })
+        .await;
+        for k in 0..3 {
+            assert!(counted(i.chat("alice", &format!("y{k}"), "no").await));
+        }
+        assert!(counted(v.chat("alice", "z", "no").await));
+        let f = overlay
+            .frame_where("all 7 votes", |f| f.total_votes == 7)
+            .await;
+        assert_eq!((f.for_votes, f.against_votes), (3, 4));
+        for n in nodes {
+            n.stop().await;
+        }
+    });
+}
+
+#[test]
+fn a_node_without_the_secret_cannot_join_and_changes_nothing() {
+    run(TEST_TIMEOUT, async {
+        let a = TestServer::start_with(&mesh_toml(&[], SECRET), None, None).await;
+        let seed = mesh(&a).local_addr();
+        let stranger_toml = mesh_toml(&[seed], "some-other-secret-0123456789");
+        let d = TestServer::start_with(&stranger_toml, None, None).await;
+        let mut overlay = Overlay::connect(a.addr, &a.token("alice")).await.unwrap();
+        overlay.frame().await;
+        let mut theirs = Overlay::connect(d.addr, &d.token("alice")).await.unwrap();
+        theirs.frame().await;
+
+        // The stranger dials A, cannot verify A's challenge and gives up.
+        eventually("the stranger refused", CONVERGE, || {
+            (metric(&d.metrics(), "mesh_auth_failures_total") > 0).then_some(())
+        })
+        .await;
+        assert_eq!(mesh(&a).live().len(), 1);
+        assert_eq!(mesh(&d).live().len(), 1);
+        // The stranger counts alone; nothing of it reaches A.
+        assert_eq!(d.chat("alice", "s", "no").await, VoteResult::Applied);
+        assert_eq!(a.chat("alice", "m", "yes").await, VoteResult::Applied);
+        let f = overlay
+            .frame_where("A's vote", |f| f.total_votes >= 1)
+            .await;
+        assert_eq!((f.for_votes, f.against_votes), (1, 0));
+        assert_eq!(a.server.app().hub.viewers("alice"), 1);
+        a.stop().await;
+        d.stop().await;
+    });
+}
+
+/// The value of one series line `name` (with its labels) in a metrics page.
+fn metric(page: &str, series: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
