@@ -33,10 +33,14 @@ pub struct Options {
     pub duration: Duration,
     pub warmup: Duration,
     pub connect_rate: f64,
+    /// 1 = one node; more = a mesh where votes enter the first node (IRC) and
+    /// the overlays hang on the last ("vote on A → overlay on C").
+    pub nodes: usize,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    pub nodes: usize,
     pub sockets: usize,
     pub broadcasters: usize,
     pub votes_per_sec: f64,
@@ -74,8 +78,8 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "sockets {} over {} broadcasters, {} votes/s for {:.1} s",
-            self.sockets, self.broadcasters, self.votes_per_sec, self.duration_s
+            "{} node(s), sockets {} over {} broadcasters, {} votes/s for {:.1} s",
+            self.nodes, self.sockets, self.broadcasters, self.votes_per_sec, self.duration_s
         );
         let _ = writeln!(
             s,
@@ -125,7 +129,8 @@ impl Report {
     pub fn json(&self) -> String {
         let l = &self.latency_us;
         format!(
-            "{{\"sockets\":{},\"broadcasters\":{},\"votes_per_sec\":{},\"duration_s\":{:.3},\"connect_s\":{:.3},\"connect_errors\":{},\"votes_sent\":{},\"frames\":{},\"frames_per_sec\":{:.1},\"latency_us\":{{\"count\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},\"clients_closed\":{},\"evicted\":{},\"server_cpu_s\":{:.3},\"cpu_s_per_1000_frames\":{:.5},\"rss_idle_kib\":{},\"rss_loaded_kib\":{},\"rss_end_kib\":{},\"bytes_per_socket\":{:.0}}}",
+            "{{\"nodes\":{},\"sockets\":{},\"broadcasters\":{},\"votes_per_sec\":{},\"duration_s\":{:.3},\"connect_s\":{:.3},\"connect_errors\":{},\"votes_sent\":{},\"frames\":{},\"frames_per_sec\":{:.1},\"latency_us\":{{\"count\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},\"clients_closed\":{},\"evicted\":{},\"server_cpu_s\":{:.3},\"cpu_s_per_1000_frames\":{:.5},\"rss_idle_kib\":{},\"rss_loaded_kib\":{},\"rss_end_kib\":{},\"bytes_per_socket\":{:.0}}}",
+            self.nodes,
             self.sockets,
             self.broadcasters,
             self.votes_per_sec,
@@ -191,7 +196,24 @@ impl Drop for Node {
     }
 }
 
-fn start_node(opts: &Options, feed: std::net::SocketAddr) -> Result<Node, String> {
+/// Mesh settings of one bench node: its listen port and the seed to join.
+struct MeshOpts {
+    listen: std::net::SocketAddr,
+    seed: Option<std::net::SocketAddr>,
+}
+
+const MESH_SECRET: &str = "chatpulse-bench-mesh-secret";
+
+fn free_port() -> Result<std::net::SocketAddr, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map_err(|e| e.to_string())
+}
+
+fn start_node(
+    opts: &Options,
+    feed: Option<std::net::SocketAddr>,
+    mesh: Option<MeshOpts>,
+) -> Result<Node, String> {
     let dir = std::env::temp_dir().join(format!(
         "chatpulse-bench-{}-{}",
         std::process::id(),
@@ -202,8 +224,27 @@ fn start_node(opts: &Options, feed: std::net::SocketAddr) -> Result<Node, String
         "[server]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_connections = 1000000\nmax_connections_per_ip = 1000000\n\
 connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlays_per_broadcaster = 100000\n\
 [votes]\nbucket_capacity = 1000000\nbucket_refill_per_minute = 1000000\n\
-[twitch]\nsource = \"irc\"\nirc_addr = \"{feed}\"\nirc_tls = false\n"
+"
     );
+    match feed {
+        Some(feed) => {
+            let _ = write!(
+                toml,
+                "[twitch]\nsource = \"irc\"\nirc_addr = \"{feed}\"\nirc_tls = false\n"
+            );
+        }
+        None => toml.push_str("[twitch]\nsource = \"none\"\n"),
+    }
+    if let Some(m) = &mesh {
+        let _ = write!(
+            toml,
+            "[mesh]\nlisten = \"{}\"\nsecret = \"{MESH_SECRET}\"\n",
+            m.listen
+        );
+        if let Some(seed) = m.seed {
+            let _ = write!(toml, "seeds = [\"{seed}\"]\n");
+        }
+    }
     for i in 0..opts.broadcasters {
         let _ = write!(toml, "[[channel]]\nlogin = \"b{i:06}\"\n");
     }
@@ -247,17 +288,23 @@ connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlay
     })
 }
 
-async fn scrape_evicted(addr: std::net::SocketAddr) -> u64 {
+async fn scrape(addr: std::net::SocketAddr) -> String {
     use smol::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut s) = smol::net::TcpStream::connect(addr).await else {
-        return 0;
+        return String::new();
     };
     let _ = s
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await;
     let mut body = String::new();
     let _ = s.read_to_string(&mut body).await;
-    body.lines()
+    body
+}
+
+async fn scrape_evicted(addr: std::net::SocketAddr) -> u64 {
+    scrape(addr)
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix("broadcaster_slow_clients_evicted_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
@@ -271,8 +318,11 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         ));
     }
     let feed = feed::Feed::start().await.map_err(|e| e.to_string())?;
-    let node = start_node(opts, feed.addr)?;
+    let cluster = start_cluster(opts, feed.addr).await?;
+    // Overlays hang on the last node; votes enter through the first.
+    let node = cluster.last().ok_or("no node")?;
     let pid = node.child.id();
+    let pids: Vec<u32> = cluster.iter().map(|n| n.child.id()).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     // The node paces its JOINs like Twitch requires (20 per ~10 s); the feed
     // delivers to every channel regardless, so the first JOIN means "logged in".
@@ -298,7 +348,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     feed.send_votes(&channels, opts.votes_per_sec, opts.warmup)
         .await;
     stats.recording.store(true, Ordering::SeqCst);
-    let (cpu0, _) = proc_sample(pid).ok_or("node died")?;
+    let cpu0 = cpu_of(&pids)?;
     let started = Instant::now();
     let votes_sent = feed
         .send_votes(&channels, opts.votes_per_sec, opts.duration)
@@ -307,11 +357,13 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     smol::Timer::after(Duration::from_millis(200)).await;
     let elapsed = started.elapsed();
     stats.recording.store(false, Ordering::SeqCst);
-    let (cpu1, rss_end) = proc_sample(pid).ok_or("node died")?;
+    let cpu1 = cpu_of(&pids)?;
+    let (_, rss_end) = proc_sample(pid).ok_or("node died")?;
     let evicted = scrape_evicted(node.addr).await;
     let mut samples =
         std::mem::take(&mut *stats.latencies.lock().unwrap_or_else(|e| e.into_inner()));
     let report = Report {
+        nodes: cluster.len(),
         sockets: opts.sockets,
         broadcasters: opts.broadcasters,
         votes_per_sec: opts.votes_per_sec,
@@ -329,6 +381,46 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         rss_end_kib: rss_end,
     };
     drop(tasks);
-    drop(node);
+    drop(cluster);
     Ok(report)
+}
+
+/// CPU seconds of all nodes together.
+fn cpu_of(pids: &[u32]) -> Result<f64, String> {
+    pids.iter()
+        .map(|&p| {
+            proc_sample(p)
+                .map(|(cpu, _)| cpu)
+                .ok_or_else(|| "a node died".to_string())
+        })
+        .sum()
+}
+
+/// One node, or `opts.nodes` meshed nodes (the first reads the IRC feed) that
+/// have all seen each other alive.
+async fn start_cluster(opts: &Options, feed: std::net::SocketAddr) -> Result<Vec<Node>, String> {
+    if opts.nodes <= 1 {
+        return Ok(vec![start_node(opts, Some(feed), None)?]);
+    }
+    let first = free_port()?;
+    let mut nodes = Vec::with_capacity(opts.nodes);
+    for i in 0..opts.nodes.min(5) {
+        let listen = if i == 0 { first } else { free_port()? };
+        let mesh = MeshOpts {
+            listen,
+            seed: (i > 0).then_some(first),
+        };
+        nodes.push(start_node(opts, (i == 0).then_some(feed), Some(mesh))?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let want = format!("mesh_members{{state=\"alive\"}} {}", nodes.len());
+    for node in &nodes {
+        while !scrape(node.addr).await.contains(&want) {
+            if Instant::now() > deadline {
+                return Err("the nodes never saw each other alive".into());
+            }
+            smol::Timer::after(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(nodes)
 }

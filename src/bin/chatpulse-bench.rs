@@ -21,6 +21,8 @@ OPTIONS (fanout):
     --duration SECS       measured window (default 10, max 600)
     --warmup SECS         votes before measuring (default 2)
     --connect-rate R      new sockets per second (default 2000)
+    --nodes K             1..=5; K > 1 meshes K nodes: votes enter the first,
+                          overlays hang on the last (cross-node latency)
     --json PATH           also write the report as JSON
 ";
 
@@ -58,6 +60,7 @@ fn parse() -> Result<(Options, Option<PathBuf>), String> {
         duration: Duration::from_secs(10),
         warmup: Duration::from_secs(2),
         connect_rate: 2000.0,
+        nodes: 1,
     };
     let mut json = None;
     let mut p = lexopt::Parser::from_env();
@@ -80,6 +83,7 @@ fn parse() -> Result<(Options, Option<PathBuf>), String> {
             Long("duration") => o.duration = Duration::from_secs_f64(num(&mut p)?),
             Long("warmup") => o.warmup = Duration::from_secs_f64(num(&mut p)?),
             Long("connect-rate") => o.connect_rate = num(&mut p)?,
+            Long("nodes") => o.nodes = (num(&mut p)? as usize).clamp(1, 5),
             Value(v) if v == "fanout" => {}
             Long("json") => json = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
             Short('h') | Long("help") => {
