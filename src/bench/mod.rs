@@ -220,7 +220,7 @@ fn start_node(
         crate::app::now_ms()
     ));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let mut toml = format!(
+    let mut toml = String::from(
         "[server]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_connections = 1000000\nmax_connections_per_ip = 1000000\n\
 connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlays_per_broadcaster = 100000\n\
 [votes]\nbucket_capacity = 1000000\nbucket_refill_per_minute = 1000000\n\
@@ -242,7 +242,7 @@ connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlay
             m.listen
         );
         if let Some(seed) = m.seed {
-            let _ = write!(toml, "seeds = [\"{seed}\"]\n");
+            let _ = writeln!(toml, "seeds = [\"{seed}\"]");
         }
     }
     for i in 0..opts.broadcasters {
