@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, the integration binary (real sockets, real
-# stores, headless Chromium, promtool), formatting and lints.
-# Installs Chromium and promtool from Debian's packages when run as root and missing.
+# stores, headless Chromium, promtool, nginx, systemd-analyze), formatting and lints.
+# Installs them from Debian's packages when run as root and missing (nginx's own
+# service is kept from starting: the tests run it on their own ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+# systemd-analyze (package systemd, ~10 MB) checks scripts/chatpulse.service; it runs
+# without systemd as PID 1.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need[*]}"
     apt-get update -q
+    # No service may start during the install (Debian's nginx would take port 80).
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
   else
-    echo "note: missing ${need[*]} (install them to run the browser and promtool checks)" >&2
+    echo "note: missing ${need[*]} (install them to run the browser, promtool, nginx and systemd checks)" >&2
   fi
 fi
 

@@ -224,7 +224,7 @@ fn start_node(
         "[server]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_connections = 1000000\nmax_connections_per_ip = 1000000\n\
 connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlays_per_broadcaster = 100000\n\
 [votes]\nbucket_capacity = 1000000\nbucket_refill_per_minute = 1000000\n\
-"
+",
     );
     match feed {
         Some(feed) => {
