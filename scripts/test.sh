@@ -13,6 +13,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # systemd-analyze (package systemd, ~10 MB) checks scripts/chatpulse.service; it runs
 # without systemd as PID 1.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# openssl (certificates and s_client for the TLS tests).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need[*]}"
