@@ -31,6 +31,8 @@ pub struct App {
     pub limits: Arc<ConnLimits>,
     /// Sessions, CSRF, request limits of the dashboard, Twitch sign-in.
     pub auth: crate::auth::Auth,
+    /// The HTTPS certificate when `[tls]` is set; read per accept, swapped on reload.
+    pub tls: Option<crate::tls::TlsSlot>,
     pub started: Instant,
     startup_done: AtomicBool,
     draining: AtomicBool,
@@ -68,6 +70,7 @@ impl App {
         state: State,
         hub: Hub,
         auth: crate::auth::Auth,
+        tls: Option<crate::tls::TlsSlot>,
     ) -> Self {
         let l = &config.limits;
         let limits = ConnLimits::new(crate::limits::LimitSettings {
@@ -86,6 +89,7 @@ impl App {
             hub,
             limits,
             auth,
+            tls,
             started: Instant::now(),
             startup_done: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -97,6 +101,35 @@ impl App {
             executor: OnceLock::new(),
             channels_changed_tx,
             channels_changed_rx,
+        }
+    }
+
+    /// `https` when `[tls]` serves HTTPS directly, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Re-reads `[tls]` cert and key (SIGHUP). New connections get the new
+    /// certificate; open ones keep theirs. On an error the old one stays.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsFileError> {
+        let Some(slot) = &self.tls else {
+            log::info!("tls: not configured; nothing to reload");
+            return Ok(());
+        };
+        match slot.reload() {
+            Ok(()) => {
+                log::info!("tls: certificate reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                log::error!(
+                    "tls: reload failed, keeping the old certificate: {} {}: {}",
+                    e.key,
+                    e.path.display(),
+                    e.message
+                );
+                Err(e)
+            }
         }
     }
 
@@ -191,10 +224,11 @@ impl App {
     /// The URL a streamer pastes into OBS. Uses `server.public_url` when set,
     /// else the Host the request came in on, else the listen address.
     pub fn overlay_url(&self, token: &str, host: Option<&str>) -> String {
+        let scheme = self.scheme();
         let base = match (&self.config.server.public_url, host) {
             (Some(public), _) => public.trim_end_matches('/').to_string(),
-            (None, Some(host)) => format!("http://{host}"),
-            (None, None) => format!("http://{}", self.config.server.listen),
+            (None, Some(host)) => format!("{scheme}://{host}"),
+            (None, None) => format!("{scheme}://{}", self.config.server.listen),
         };
         format!("{base}/overlay/{token}")
     }

@@ -221,25 +221,38 @@ fn show_first_password(server: &Server) {
 }
 
 /// First SIGTERM/SIGINT starts a graceful shutdown; a second exits at once.
+/// SIGHUP re-reads the `[tls]` certificate and key (a failure is logged and the
+/// old certificate kept).
 fn watch_signals(server: &Server) -> Result<(), Error> {
     use async_signal::{Signal, Signals};
     use futures_util::StreamExt;
-    let mut signals = Signals::new([Signal::Term, Signal::Int])
+    let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])
         .map_err(|e| Error::Io("installing signal handlers".into(), e))?;
     let stop = server.stopper();
+    let app = std::sync::Arc::clone(server.app());
     std::thread::Builder::new()
         .name("chatpulse-signals".into())
         .spawn(move || {
             smol::block_on(async {
-                if let Some(Ok(sig)) = signals.next().await {
-                    log::info!(
-                        "received {sig:?}: shutting down gracefully (again to exit at once)"
-                    );
-                    stop.stop();
-                }
-                if let Some(Ok(_)) = signals.next().await {
-                    log::warn!("second signal: exiting now");
-                    std::process::exit(130);
+                let mut stopping = false;
+                while let Some(Ok(sig)) = signals.next().await {
+                    match sig {
+                        Signal::Hup => {
+                            log::info!("received SIGHUP: reloading the TLS certificate");
+                            let _ = app.reload_tls();
+                        }
+                        _ if stopping => {
+                            log::warn!("second signal: exiting now");
+                            std::process::exit(130);
+                        }
+                        _ => {
+                            log::info!(
+                                "received {sig:?}: shutting down gracefully (again to exit at once)"
+                            );
+                            stopping = true;
+                            stop.stop();
+                        }
+                    }
                 }
             })
         })

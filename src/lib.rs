@@ -28,7 +28,7 @@
 //! | [`store`] | `sqlite` (streamers, configs, audit) and `state` (redb: vote logs, node id) |
 //! | [`mesh`] | the cluster core: SWIM membership (foca), authenticated frames, rendezvous ownership, LWW CRDT; started by [`server`] when `[mesh] listen` is set |
 //! | [`metrics`] | counters, histograms and the Prometheus text writer |
-//! | [`tls`] | rustls (ring) on smol: client/server configs, plain-or-TLS streams |
+//! | [`tls`] | rustls (ring) on smol: client/server configs, the reloadable server certificate, plain-or-TLS streams |
 //! | [`twitch`] | Twitch's HTTP APIs (OAuth, Helix) over a small HTTP/1.1 client |
 //!
 //! Assets (`assets/overlay.html`, `landing.html`, `login.html`, `dashboard.html`,

@@ -14,12 +14,14 @@ use smol::{Async, Executor, Timer};
 
 use crate::app::{App, now_ms};
 use crate::config::Config;
+use crate::config::ConfigError;
 use crate::hub::{ClusterHandler, Hub, HubSettings};
 use crate::mesh::{Mesh, MeshConfig, PEERS_META_KEY, decode_peers, encode_peers};
 use crate::metrics::{MeshMemberState, Metrics};
 use crate::sentiment::VoteLog;
 use crate::store::sqlite::Db;
 use crate::store::state::State;
+use crate::tls::{TlsFileError, TlsSlot};
 use crate::{BUILD, Error};
 
 /// Coalescing and 1 s refresh granularity of the hub (20 updates/s max).
@@ -56,6 +58,7 @@ impl Stopper {
 pub struct Server {
     app: Arc<App>,
     addr: SocketAddr,
+    redirect_addr: Option<SocketAddr>,
     stop_tx: Sender<()>,
     done_rx: Receiver<Result<(), Error>>,
     threads: Vec<JoinHandle<Option<()>>>,
@@ -86,16 +89,16 @@ impl Server {
             state.node_id()
         );
         let hub = Hub::new(state.node_id(), hub_settings(&config), Arc::clone(&metrics));
-        let listener = TcpListener::bind(config.server.listen)
-            .map_err(|e| Error::Io(format!("binding {}", config.server.listen), e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Io("local_addr".into(), e))?;
-        let listener = Async::new(listener).map_err(|e| Error::Io("listener".into(), e))?;
+        let tls = load_tls(&config)?;
+        let (listener, addr) = bind(config.server.listen)?;
+        let redirect = config.tls.redirect_listen.map(bind).transpose()?;
         let auth = smol::block_on(crate::auth::Auth::load(&config, &db))?;
-        let app = Arc::new(App::new(config, metrics, db, state, hub, auth));
+        let app = Arc::new(App::new(config, metrics, db, state, hub, auth, tls));
         smol::block_on(load_channels(&app))?;
-        log::info!("listening on http://{addr}");
+        log::info!("listening on {}://{addr}", app.scheme());
+        if let Some((_, redirect_addr)) = &redirect {
+            log::info!("redirecting http://{redirect_addr} to https (health endpoints answered)");
+        }
         for s in app.hub.streamers() {
             log::info!(
                 "overlay for {}: {}",
@@ -120,10 +123,16 @@ impl Server {
                     .map_err(|e| Error::Io("spawning worker".into(), e))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let redirect_addr = redirect.as_ref().map(|(_, a)| *a);
+        let listeners = Listeners {
+            main: listener,
+            https_port: addr.port(),
+            redirect: redirect.map(|(l, _)| l),
+        };
         let run = run(
             Arc::clone(&ex),
             Arc::clone(&app),
-            listener,
+            listeners,
             stop_rx,
             mode,
             peers_changed,
@@ -139,6 +148,7 @@ impl Server {
         Ok(Server {
             app,
             addr,
+            redirect_addr,
             stop_tx,
             done_rx,
             threads,
@@ -151,6 +161,18 @@ impl Server {
 
     pub fn app(&self) -> &Arc<App> {
         &self.app
+    }
+
+    /// Where `tls.redirect_listen` is bound, when set.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect_addr
+    }
+
+    /// Re-reads the `[tls]` certificate and key (what SIGHUP does). New
+    /// connections get the new certificate; open ones keep theirs. On an error
+    /// (logged) the old certificate stays in use.
+    pub fn reload_tls(&self) -> Result<(), Error> {
+        self.app.reload_tls().map_err(tls_error)
     }
 
     /// Begins graceful shutdown; returns at once. Idempotent.
@@ -179,6 +201,34 @@ impl Server {
         }
         result
     }
+}
+
+fn bind(addr: SocketAddr) -> Result<(Async<TcpListener>, SocketAddr), Error> {
+    let listener = TcpListener::bind(addr).map_err(|e| Error::Io(format!("binding {addr}"), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::Io("local_addr".into(), e))?;
+    let listener = Async::new(listener).map_err(|e| Error::Io("listener".into(), e))?;
+    Ok((listener, bound))
+}
+
+/// The `[tls]` certificate, checked before anything listens: a missing or bad
+/// file stops the start with the key and path named.
+fn load_tls(config: &Config) -> Result<Option<TlsSlot>, Error> {
+    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+        return Ok(None);
+    };
+    let slot = TlsSlot::load(cert, key).map_err(tls_error)?;
+    log::info!("tls: certificate {} loaded", cert.display());
+    Ok(Some(slot))
+}
+
+fn tls_error(e: TlsFileError) -> Error {
+    Error::Config(ConfigError::File {
+        key: e.key.to_string(),
+        path: e.path,
+        message: e.message,
+    })
 }
 
 fn host_for(addr: SocketAddr) -> String {
@@ -269,10 +319,18 @@ fn start_mesh(app: &Arc<App>, ex: &Arc<Executor<'static>>) -> Result<Option<Rece
     Ok(Some(rx))
 }
 
+/// What [`run`] accepts on: `server.listen`, and the plain-HTTP redirect
+/// listener of `tls.redirect_listen`.
+struct Listeners {
+    main: Async<TcpListener>,
+    https_port: u16,
+    redirect: Option<Async<TcpListener>>,
+}
+
 async fn run(
     ex: Arc<Executor<'static>>,
     app: Arc<App>,
-    listener: Async<TcpListener>,
+    listeners: Listeners,
     stop: Receiver<()>,
     mode: Mode,
     peers_changed: Option<Receiver<()>>,
@@ -283,7 +341,15 @@ async fn run(
             ex.spawn(peers_loop(Arc::clone(&app), rx)),
         )
     });
-    let accept = ex.spawn(accept_loop(Arc::clone(&ex), Arc::clone(&app), listener));
+    let accept = ex.spawn(accept_loop(
+        Arc::clone(&ex),
+        Arc::clone(&app),
+        listeners.main,
+    ));
+    let redirect = listeners.redirect.map(|l| {
+        let port = listeners.https_port;
+        ex.spawn(redirect_loop(Arc::clone(&ex), Arc::clone(&app), l, port))
+    });
     let tick = ex.spawn(tick_loop(Arc::clone(&app)));
     let flush = ex.spawn(flush_loop(Arc::clone(&app)));
     let health = ex.spawn(health_loop(Arc::clone(&app)));
@@ -310,6 +376,9 @@ async fn run(
         Timer::after(cfg.drain_delay).await;
     }
     accept.cancel().await;
+    if let Some(redirect) = redirect {
+        redirect.cancel().await;
+    }
     if let Some(demo) = demo {
         demo.cancel().await;
     }
@@ -346,16 +415,39 @@ async fn accept_loop(ex: Arc<Executor<'static>>, app: Arc<App>, listener: Async<
             Ok((stream, peer)) => {
                 let _ = stream.get_ref().set_nodelay(true);
                 let stream = smol::net::TcpStream::from(stream);
-                ex.spawn(crate::http::serve_connection(
-                    Arc::clone(&app),
-                    stream,
-                    peer,
-                ))
-                .detach();
+                ex.spawn(crate::http::serve_accepted(Arc::clone(&app), stream, peer))
+                    .detach();
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 log::warn!("accept failed: {e}");
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The plain-HTTP listener of `tls.redirect_listen`: 301 to HTTPS.
+async fn redirect_loop(
+    ex: Arc<Executor<'static>>,
+    app: Arc<App>,
+    listener: Async<TcpListener>,
+    https_port: u16,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let stream = smol::net::TcpStream::from(stream);
+                let serve = crate::http::redirect::serve_redirect(
+                    Arc::clone(&app),
+                    stream,
+                    peer,
+                    https_port,
+                );
+                ex.spawn(serve).detach();
+            }
+            Err(e) => {
+                log::warn!("accept (redirect listener) failed: {e}");
                 Timer::after(Duration::from_millis(100)).await;
             }
         }

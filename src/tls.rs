@@ -1,18 +1,22 @@
 //! TLS on smol: rustls (ring provider) through futures-rustls. Client configs
 //! trust the embedded Mozilla roots (no dependency on the host's /etc/ssl) plus
 //! an optional extra CA file; server configs load a PEM chain and key.
-//! [`MaybeTls`] lets one code path speak plain TCP (tests, plain IRC) or TLS.
+//! [`MaybeTls`] (client) and [`Conn`] (server) let one code path speak plain
+//! TCP or TLS. [`TlsSlot`] holds the built-in HTTPS certificate (`[tls]`) and
+//! swaps it on reload; each accept reads the current one, so open connections
+//! keep the certificate they started with.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use futures_rustls::client::TlsStream;
 use futures_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
 
@@ -72,16 +76,97 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsEr
 
 /// A server config from a PEM certificate chain and a PEM private key.
 pub fn server_config(cert_pem: &Path, key_pem: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = read_certs(cert_pem)?;
-    let key = PrivateKeyDer::from_pem_file(key_pem)
-        .map_err(|e| TlsError::Pem(key_pem.display().to_string(), e.to_string()))?;
+    load_server_config(cert_pem, key_pem)
+        .map_err(|e| TlsError::Pem(e.path.display().to_string(), e.message))
+}
+
+/// Which `[tls]` file could not be used, and why.
+#[derive(Debug, Clone)]
+pub struct TlsFileError {
+    /// `tls.cert` or `tls.key`.
+    pub key: &'static str,
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl std::fmt::Display for TlsFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} = {:?}: {}",
+            self.key,
+            self.path.display().to_string(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for TlsFileError {}
+
+/// Like [`server_config`], naming the `[tls]` key of the file at fault. TLS 1.2
+/// and 1.3 only (rustls' safe defaults).
+pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsFileError> {
+    let err = |which, path: &Path, message: String| TlsFileError {
+        key: which,
+        path: path.to_path_buf(),
+        message,
+    };
+    let certs = read_certs(cert).map_err(|e| match e {
+        TlsError::Pem(_, m) => err("tls.cert", cert, m),
+        other => err("tls.cert", cert, other.to_string()),
+    })?;
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| err("tls.key", key, e.to_string()))?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(TlsError::Rustls)?
+        .map_err(|e| err("tls.cert", cert, e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(TlsError::Rustls)?;
+        .with_single_cert(certs, private)
+        .map_err(|e| err("tls.key", key, format!("does not match tls.cert: {e}")))?;
     Ok(Arc::new(config))
+}
+
+/// The built-in HTTPS certificate: the files it came from and the config
+/// built from them, swapped whole on [`TlsSlot::reload`].
+pub struct TlsSlot {
+    cert: PathBuf,
+    key: PathBuf,
+    current: Mutex<Arc<ServerConfig>>,
+}
+
+impl TlsSlot {
+    /// Loads both files; an error names the key and path at fault.
+    pub fn load(cert: &Path, key: &Path) -> Result<TlsSlot, TlsFileError> {
+        Ok(TlsSlot {
+            current: Mutex::new(load_server_config(cert, key)?),
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        })
+    }
+
+    /// Re-reads both files; on an error the old certificate stays in use.
+    pub fn reload(&self) -> Result<(), TlsFileError> {
+        let fresh = load_server_config(&self.cert, &self.key)?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    pub fn current(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The server side of a handshake on an accepted socket, bounded by
+    /// `timeout` so a client that never finishes cannot hold the connection.
+    pub async fn accept(&self, tcp: TcpStream, timeout: Duration) -> io::Result<Conn> {
+        let acceptor = futures_rustls::TlsAcceptor::from(self.current());
+        let handshake = async { acceptor.accept(tcp).await.map(|s| Conn::Tls(Box::new(s))) };
+        handshake
+            .or(async {
+                smol::Timer::after(timeout).await;
+                Err(io::ErrorKind::TimedOut.into())
+            })
+            .await
+    }
 }
 
 /// Opens a TCP connection to `host:port`, with TLS (SNI = `host`) when `config` is given.
@@ -103,48 +188,60 @@ pub async fn connect(
     Ok(MaybeTls::Tls(Box::new(tls)))
 }
 
-/// A client stream that is plain TCP or TLS over TCP.
-pub enum MaybeTls {
+/// Plain TCP or TLS over TCP; `T` is the client or the server TLS stream. The
+/// TLS side is boxed: an idle plain socket stays one pointer wide.
+pub enum Stream<T> {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<T>),
 }
 
-impl AsyncRead for MaybeTls {
+/// A client stream that is plain TCP or TLS over TCP.
+pub type MaybeTls = Stream<futures_rustls::client::TlsStream<TcpStream>>;
+/// An accepted connection: plain TCP or TLS over TCP.
+pub type Conn = Stream<futures_rustls::server::TlsStream<TcpStream>>;
+
+impl<T> Stream<T> {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Stream<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for MaybeTls {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Stream<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_close(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+            Stream::Plain(s) => Pin::new(s).poll_close(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
         }
     }
 }

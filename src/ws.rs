@@ -13,12 +13,12 @@ use async_tungstenite::tungstenite::{Bytes, Message};
 use futures_util::StreamExt;
 use smol::Timer;
 use smol::future::FutureExt;
-use smol::net::TcpStream;
 
 use crate::app::App;
 use crate::hub::{Outbound, Subscription};
 use crate::limits::Permit;
 use crate::metrics::InboundDropReason;
+use crate::tls::Conn;
 
 /// Ping interval (browsers answer pings; proxies see traffic well inside 60 s).
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -47,7 +47,7 @@ enum Event {
 /// Runs an upgraded overlay connection until either side ends it.
 pub async fn serve_overlay(
     app: Arc<App>,
-    stream: TcpStream,
+    stream: Conn,
     leftover: Vec<u8>,
     sub: Subscription,
     permit: Permit,
@@ -133,7 +133,7 @@ pub async fn serve_overlay(
     drop(permit);
 }
 
-async fn close_with(ws: &mut WebSocketStream<TcpStream>, code: CloseCode, reason: &'static str) {
+async fn close_with(ws: &mut WebSocketStream<Conn>, code: CloseCode, reason: &'static str) {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
@@ -147,7 +147,7 @@ async fn close_with(ws: &mut WebSocketStream<TcpStream>, code: CloseCode, reason
         .await;
 }
 
-async fn send(ws: &mut WebSocketStream<TcpStream>, msg: Message) -> bool {
+async fn send(ws: &mut WebSocketStream<Conn>, msg: Message) -> bool {
     let write = async { ws.send(msg).await.is_ok() };
     write
         .or(async {
@@ -168,7 +168,7 @@ fn jitter(max: Duration) -> Duration {
 
 /// Completes the handshake for an unknown or rotated token and closes at once
 /// with `code`, so the overlay page can say so and stop retrying.
-pub async fn close_invalid(app: Arc<App>, stream: TcpStream, code: u16) {
+pub async fn close_invalid(app: Arc<App>, stream: Conn, code: u16) {
     let cfg = socket_config(app.config.limits.ws_max_message_bytes as usize);
     let mut ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(cfg)).await;
     let frame = CloseFrame {

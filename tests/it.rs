@@ -14,4 +14,5 @@ mod mesh;
 mod mesh_cluster;
 mod nginx;
 mod overlay;
+mod tls;
 mod webhook;

@@ -91,6 +91,9 @@ pub(super) const KEYS: &[Key] = &[
     key!(mesh.advertise, opt_socket_addr),
     key!(mesh.seeds, socket_addrs),
     key!(mesh.secret, opt_mesh_secret),
+    key!(tls.cert, opt_path),
+    key!(tls.key, opt_path),
+    key!(tls.redirect_listen, opt_socket_addr),
 ];
 
 const DAY_MS: u64 = 86_400_000;

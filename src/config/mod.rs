@@ -46,6 +46,7 @@ pub struct Config {
     pub twitch: TwitchConfig,
     pub auth: AuthConfig,
     pub mesh: MeshSection,
+    pub tls: TlsSection,
     /// `[[channel]]` tables, in file order; logins are unique.
     pub channels: Vec<ChannelSeed>,
 }
@@ -246,6 +247,17 @@ impl fmt::Debug for MeshSection {
     }
 }
 
+/// `[tls]`: HTTPS and WSS served directly on `server.listen`. Both files or neither.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsSection {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// A plain-HTTP listener answering 301 to `https://` (health endpoints answered).
+    pub redirect_listen: Option<SocketAddr>,
+}
+
 /// A channel set up from the config file rather than through the dashboard.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelSeed {
@@ -325,6 +337,7 @@ impl Default for Config {
                 secure_cookies: SecureCookies::Auto,
             },
             mesh: MeshSection::default(),
+            tls: TlsSection::default(),
             channels: Vec::new(),
         }
     }
@@ -362,6 +375,12 @@ pub enum ConfigError {
         key: String,
         value: String,
         expected: String,
+    },
+    /// A file named by `key` that exists in the config but cannot be used.
+    File {
+        key: String,
+        path: PathBuf,
+        message: String,
     },
     /// A `[[channel]]` (0-based `index`) that breaks an [`OverlayConfig`] rule.
     Channel {
@@ -410,6 +429,13 @@ impl fmt::Display for ConfigError {
                 value,
                 expected,
             } => write!(f, "config: {key} = {value}: expected {expected}"),
+            ConfigError::File { key, path, message } => {
+                write!(
+                    f,
+                    "config: {key} = {:?}: {message}",
+                    path.display().to_string()
+                )
+            }
             ConfigError::Channel { index, error } => {
                 write!(f, "config: channel[{index}].{}: {error}", error.field)
             }
@@ -462,6 +488,7 @@ pub fn load(overrides: &Overrides, env: &[(String, String)]) -> Result<Config, C
     check_twitch(&config.twitch)?;
     check_auth(&config)?;
     check_mesh(&config.mesh)?;
+    check_tls(&config.tls)?;
     Ok(config)
 }
 
@@ -471,6 +498,19 @@ fn check_mesh(m: &MeshSection) -> Result<(), ConfigError> {
         (Some(_), None) => Err(ConfigError::Missing {
             key: "mesh.secret (mesh.listen is set)".into(),
         }),
+        _ => Ok(()),
+    }
+}
+
+/// A certificate needs its key (and the reverse); a redirect needs HTTPS to point at.
+fn check_tls(t: &TlsSection) -> Result<(), ConfigError> {
+    let missing = |key: &str| Err(ConfigError::Missing { key: key.into() });
+    match (&t.cert, &t.key) {
+        (Some(_), None) => missing("tls.key (tls.cert is set)"),
+        (None, Some(_)) => missing("tls.cert (tls.key is set)"),
+        (None, None) if t.redirect_listen.is_some() => {
+            missing("tls.cert and tls.key (tls.redirect_listen is set)")
+        }
         _ => Ok(()),
     }
 }
@@ -527,6 +567,7 @@ pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
     check_twitch(&config.twitch)?;
     check_auth(&config)?;
     check_mesh(&config.mesh)?;
+    check_tls(&config.tls)?;
     Ok(config)
 }
 

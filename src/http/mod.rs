@@ -2,7 +2,9 @@
 //! complete within `limits.http_head_timeout`), routes it, writes the answer,
 //! and loops while keep-alive holds. A WebSocket upgrade hands the socket to
 //! [`crate::ws`]. Errors get a JSON body (an HTML page on browser routes) and a
-//! counted reason, never a panic.
+//! counted reason, never a panic. With `[tls]` the TLS handshake comes first
+//! (within the same head timeout); `redirect` is the plain-HTTP listener that
+//! points browsers at HTTPS.
 //!
 //! `routes` is the table; `auth` (sign-in, sessions, CSRF), `oauth` (signing in
 //! with Twitch) and `dashboard` (the page and its JSON API) are the handlers
@@ -15,6 +17,7 @@ mod dashboard;
 pub mod form;
 mod oauth;
 mod pages;
+pub mod redirect;
 pub mod request;
 pub mod response;
 pub mod routes;
@@ -33,6 +36,7 @@ use smol::net::TcpStream;
 
 use crate::app::App;
 use crate::metrics::BadRequest;
+use crate::tls::Conn;
 use request::{BodyLength, HeadError, Request, parse_head};
 use response::{ApiError, Response};
 
@@ -76,8 +80,28 @@ enum HeadOutcome {
     Error(ApiError, BadRequest),
 }
 
-/// Serves one accepted TCP connection until it closes or the node shuts down.
-pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
+/// HSTS on answers that went out over HTTPS: two years, the usual preload value.
+const HSTS: &str = "max-age=63072000";
+
+/// Serves one accepted TCP connection: first the TLS handshake when `[tls]` is
+/// set, bounded by `limits.http_head_timeout` like a request head (a client
+/// that stalls the handshake holds nothing longer than one that stalls a head).
+pub async fn serve_accepted(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
+    let conn = match &app.tls {
+        None => Conn::Plain(tcp),
+        Some(slot) => match slot.accept(tcp, app.config.limits.http_head_timeout).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::debug!("tls handshake with {peer} failed: {e}");
+                return;
+            }
+        },
+    };
+    serve_connection(app, conn, peer).await;
+}
+
+/// Serves one connection (plain or TLS) until it closes or the node shuts down.
+pub async fn serve_connection(app: Arc<App>, mut stream: Conn, peer: SocketAddr) {
     let mut buf: Vec<u8> = Vec::new();
     let shutdown = app.shutdown_signal();
     loop {
@@ -100,7 +124,8 @@ pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: Socket
         let _inflight = app.inflight_guard();
         let started = Instant::now();
         req.client_ip = routes::client_ip(&app.config.server.trusted_proxies, peer.ip(), &req);
-        req.https = routes::forwarded_https(&app.config.server.trusted_proxies, peer.ip(), &req);
+        req.https = stream.is_tls()
+            || routes::forwarded_https(&app.config.server.trusted_proxies, peer.ip(), &req);
         buf.drain(..head_len);
         let (route, action) = routes::route(&app, &req);
         let head_only = req.method == request::Method::Head;
@@ -165,6 +190,11 @@ pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: Socket
                 }
             }
         };
+        let resp = if req.https {
+            resp.header("strict-transport-security", HSTS)
+        } else {
+            resp
+        };
         let status = resp.status;
         let ok = write_response(&mut stream, &resp, keep_alive, head_only).await;
         app.metrics.observe_http(
@@ -186,12 +216,7 @@ pub async fn serve_connection(app: Arc<App>, mut stream: TcpStream, peer: Socket
     }
 }
 
-async fn read_head(
-    app: &App,
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    peer: IpAddr,
-) -> HeadOutcome {
+async fn read_head(app: &App, stream: &mut Conn, buf: &mut Vec<u8>, peer: IpAddr) -> HeadOutcome {
     let deadline = Instant::now() + app.config.limits.http_head_timeout;
     loop {
         if !buf.is_empty() {
@@ -222,7 +247,7 @@ async fn read_head(
 /// Reads (and returns) the body when the route allows one; refuses chunked
 /// bodies and bodies over the route's limit.
 async fn check_body(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     buf: &mut Vec<u8>,
     req: &Request,
     limit: usize,
@@ -250,7 +275,7 @@ async fn check_body(
 
 /// Appends one read's worth of bytes to `buf` (heap, not stack: an idle
 /// connection's task stays small). `None` at the deadline or on an error.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> Option<usize> {
+async fn read_more(stream: &mut Conn, buf: &mut Vec<u8>, deadline: Instant) -> Option<usize> {
     const READ_CHUNK: usize = 2048;
     let start = buf.len();
     buf.resize(start + READ_CHUNK, 0);
@@ -264,7 +289,7 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant)
 }
 
 pub async fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     resp: &Response,
     keep_alive: bool,
     head_only: bool,

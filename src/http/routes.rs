@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::tls::Conn;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use smol::net::TcpStream;
 
 use super::request::{Method, Request, percent_decode};
 use super::response::{ApiError, Framing, Response, html_escape};
@@ -456,7 +456,7 @@ fn overlay_socket(app: &Arc<App>, req: &Request, token: &str) -> Action {
 }
 
 /// Writes the 101 and runs the socket (or closes it at once for a bad token).
-pub async fn finish_upgrade(app: Arc<App>, mut stream: TcpStream, leftover: Vec<u8>, up: Upgrade) {
+pub async fn finish_upgrade(app: Arc<App>, mut stream: Conn, leftover: Vec<u8>, up: Upgrade) {
     use smol::io::AsyncWriteExt;
     let head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
