@@ -150,3 +150,23 @@ fn binary_rejects_bad_config_with_the_key_named() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("chatpulse "));
 }
+
+/// The README's first command is `cargo run --release -- demo`; with a second
+/// binary (chatpulse-bench) in the package, cargo needs `default-run` to pick.
+#[test]
+fn readme_demo_command_resolves_to_the_server_binary() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    assert!(
+        manifest
+            .lines()
+            .any(|l| l.trim() == "default-run = \"chatpulse\""),
+        "Cargo.toml needs default-run = \"chatpulse\""
+    );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains("cargo run --release -- demo"),
+        "README's demo command changed: update this test"
+    );
+}
