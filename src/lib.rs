@@ -19,6 +19,7 @@
 //! | [`auth`] | dashboard sign-in: admin password, Twitch OAuth, signed sessions, CSRF, per-IP request limits, token encryption |
 //! | [`frame`] | the overlay's JSON frame, encoded by hand (pure) |
 //! | [`ws`] | one overlay WebSocket: outbox writer, pings, close codes |
+//! | [`rng`] | xorshift64 for jitter, demo chatters and property tests (no security role) |
 //! | [`outbox`] | the small bounded queue between the hub and one overlay's writer |
 //! | [`hub`] | broadcasters, their overlays and fan-out; the chat entry point [`hub::Hub::chat`]; in a cluster (`hub/cluster.rs`): vote forwarding to owners, vote-log replication, presence |
 //! | [`sentiment`] | votes: trigger match, vote-log CRDT, window and decay views, debounce, token bucket (pure) |
@@ -49,6 +50,7 @@ pub mod logger;
 pub mod mesh;
 pub mod metrics;
 pub mod outbox;
+pub mod rng;
 pub mod sentiment;
 pub mod server;
 pub mod store;

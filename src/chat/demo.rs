@@ -9,6 +9,7 @@ use smol::Timer;
 
 use crate::app::{App, now_ms};
 use crate::chat::{ChatMessage, ChatSource};
+use crate::rng::XorShift;
 
 /// One message per channel this often: busy enough to watch, far under the
 /// vote token bucket (100/min) once debounce and noise are counted.
@@ -19,7 +20,7 @@ const CHATTERS: u64 = 12;
 const NOISE: [&str; 4] = ["lol", "PogChamp", "hi chat", "gg"];
 
 pub async fn demo_loop(app: Arc<App>) {
-    let mut rng = Rng(now_ms() | 1);
+    let mut rng = XorShift::new(now_ms());
     log::info!("demo chat running: {} chatters per channel", CHATTERS);
     loop {
         Timer::after(MESSAGE_EVERY).await;
@@ -51,30 +52,8 @@ pub async fn demo_loop(app: Arc<App>) {
     }
 }
 
-fn pick(rng: &mut Rng, list: &[String]) -> String {
+fn pick(rng: &mut XorShift, list: &[String]) -> String {
     list.get(rng.below(list.len().max(1) as u64) as usize)
         .cloned()
         .unwrap_or_default()
-}
-
-/// xorshift64: plenty for picking demo chatters.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }

@@ -134,16 +134,7 @@ impl LwwMap {
 mod tests {
     use super::*;
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
+    use crate::rng::XorShift;
 
     fn entry(version: u64, node: NodeId, value: &str) -> Entry {
         Entry {

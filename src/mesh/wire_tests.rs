@@ -1,4 +1,5 @@
 use super::*;
+use crate::rng::XorShift;
 
 const SECRET: &str = "correct horse battery staple";
 
@@ -6,23 +7,10 @@ fn key() -> MeshKey {
     MeshKey::derive(SECRET)
 }
 
-/// A tiny deterministic generator for the garbage tests.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let len = (self.next() as usize) % (max + 1);
-        (0..len).map(|_| self.next() as u8).collect()
-    }
+/// Random bytes (up to `max`) for the garbage tests.
+fn random_bytes(rng: &mut XorShift, max: usize) -> Vec<u8> {
+    let len = (rng.next_u64() as usize) % (max + 1);
+    (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
 fn samples() -> Vec<Frame> {
@@ -276,7 +264,7 @@ fn random_garbage_never_panics() {
     let key = key();
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     for _ in 0..5_000 {
-        let junk = rng.bytes(300);
+        let junk = random_bytes(&mut rng, 300);
         let _ = parse(&key, 0, &junk, MAX_FRAME);
         // With a plausible prefix too, so the version and tag paths run.
         let mut framed = ((junk.len() as u32).to_be_bytes()).to_vec();
@@ -293,17 +281,17 @@ fn signed_garbage_and_mutated_frames_never_panic_the_decoder() {
     for i in 0..5_000 {
         let body = if i % 2 == 0 {
             // Any variant tag, then noise.
-            let mut b = ((rng.next() % 13) as u16).to_le_bytes().to_vec();
-            b.extend(rng.bytes(200));
+            let mut b = ((rng.next_u64() % 13) as u16).to_le_bytes().to_vec();
+            b.extend(random_bytes(&mut rng, 200));
             b
         } else {
             // A real body with a few bytes flipped, cut or extended.
-            let mut b = encoded[(rng.next() as usize) % encoded.len()].clone();
-            for _ in 0..1 + rng.next() % 4 {
-                let at = (rng.next() as usize) % b.len();
-                b[at] = rng.next() as u8;
+            let mut b = encoded[(rng.next_u64() as usize) % encoded.len()].clone();
+            for _ in 0..1 + rng.next_u64() % 4 {
+                let at = (rng.next_u64() as usize) % b.len();
+                b[at] = rng.next_u64() as u8;
             }
-            b.truncate(b.len() - (rng.next() as usize) % 3);
+            b.truncate(b.len() - (rng.next_u64() as usize) % 3);
             b
         };
         match open(&key, 0, &signed_payload(&key, &body)) {

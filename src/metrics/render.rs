@@ -420,14 +420,7 @@ fn counter_vec<L: Label, const N: usize>(
     vec: &CounterVec<L, N>,
 ) {
     header(out, name, help, "counter");
-    for l in L::ALL {
-        out.push_str(name);
-        out.push('{');
-        out.push_str(label);
-        out.push_str("=\"");
-        escape_label_value(out, l.as_str());
-        let _ = writeln!(out, "\"}} {}", vec.get(*l));
-    }
+    labelled_rows::<L>(out, name, label, |l| i128::from(vec.get(l)));
 }
 
 fn gauge_vec<L: Label, const N: usize>(
@@ -438,13 +431,18 @@ fn gauge_vec<L: Label, const N: usize>(
     vec: &GaugeVec<L, N>,
 ) {
     header(out, name, help, "gauge");
+    labelled_rows::<L>(out, name, label, |l| i128::from(vec.get(l)));
+}
+
+/// One `name{label="value"} n` row per label value of `L`.
+fn labelled_rows<L: Label>(out: &mut String, name: &str, label: &str, value: impl Fn(L) -> i128) {
     for l in L::ALL {
         out.push_str(name);
         out.push('{');
         out.push_str(label);
         out.push_str("=\"");
         escape_label_value(out, l.as_str());
-        let _ = writeln!(out, "\"}} {}", vec.get(*l));
+        let _ = writeln!(out, "\"}} {}", value(*l));
     }
 }
 

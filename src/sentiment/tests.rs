@@ -2,6 +2,7 @@
 
 use super::log::DECAY_HORIZON_MS;
 use super::*;
+use crate::rng::XorShift;
 
 fn list(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
@@ -276,23 +277,6 @@ fn snapshot_views() {
 
 // --- merge laws ----------------------------------------------------------
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn merged(a: &VoteLog, b: &VoteLog) -> VoteLog {
     let mut out = a.clone();
     out.merge(b);
@@ -492,7 +476,7 @@ fn decode_survives_garbage() {
     let mut rng = XorShift(7);
     for _ in 0..2000 {
         let len = rng.below(200) as usize;
-        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         if rng.below(2) == 0 && len >= 5 {
             bytes[..5].copy_from_slice(b"CPVL\x01");
         }
@@ -504,7 +488,7 @@ fn decode_survives_garbage() {
         for _ in 0..50 {
             let mut bytes = good.clone();
             let at = rng.below(bytes.len() as u64) as usize;
-            bytes[at] = rng.next() as u8;
+            bytes[at] = rng.next_u64() as u8;
             if let Ok(decoded) = VoteLog::decode(&bytes) {
                 assert_eq!(decoded.encode(), bytes);
             }

@@ -25,6 +25,7 @@ use smol::Timer;
 use self::client::{End, Login};
 use crate::app::App;
 use crate::metrics::{ChatSource, Metrics};
+use crate::rng::XorShift;
 
 pub use self::parse::parse_line;
 
@@ -42,8 +43,8 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(60);
 pub async fn irc_loop(app: Arc<App>) {
     let _status = StatusGuard(&app.metrics);
     let twitch = &app.config.twitch;
-    let mut rng = Rng::seeded();
-    let anonymous = format!("justinfan{}", 10_000 + rng.next() % 90_000);
+    let mut rng = XorShift::seeded();
+    let anonymous = format!("justinfan{}", 10_000 + rng.next_u64() % 90_000);
     let nick = match &twitch.user_token {
         Some(token) => token_login(&app, token).await.unwrap_or(anonymous),
         None => anonymous,
@@ -75,7 +76,7 @@ pub async fn irc_loop(app: Arc<App>) {
                 Duration::ZERO
             }
             End::LoginFailed(text) => {
-                let delay = backoff.next_delay(rng.next());
+                let delay = backoff.next_delay(rng.next_u64());
                 log::error!(
                     "irc: Twitch refused the login ({text}); check twitch.user_token \
                      (it needs the chat:read scope) or leave it empty to read anonymously; \
@@ -84,7 +85,7 @@ pub async fn irc_loop(app: Arc<App>) {
                 delay
             }
             end => {
-                let delay = backoff.next_delay(rng.next());
+                let delay = backoff.next_delay(rng.next_u64());
                 log::warn!("irc: {end}; reconnecting in {delay:?}");
                 delay
             }
@@ -153,24 +154,5 @@ impl Backoff {
         self.next = (d * 2).min(BACKOFF_MAX);
         let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
         d / 2 + (d / 2).mul_f64(unit)
-    }
-}
-
-/// xorshift64 for jitter and the anonymous nick: no security role.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Self {
-        let seed = getrandom::u64().unwrap_or_else(|_| crate::app::now_ms());
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
     }
 }
