@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::browser::{Browser, Page};
+use crate::common::browser::{Page, launch_or_skip};
 use crate::common::{ONE_CHANNEL, TEST_TIMEOUT, TestServer, run};
 
 /// Connecting and settling take well under a second locally; the reconnect after
@@ -20,21 +20,6 @@ const STATUS: &str = "document.body.dataset.status";
 const POSITION: &str = "Number(document.body.dataset.position)";
 const TARGET: &str = "Number(document.body.dataset.target)";
 
-async fn launch_or_skip() -> Option<Browser> {
-    match Browser::launch().await {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("CHATPULSE_TEST_REQUIRE_BROWSER").as_deref() == Ok("1") => {
-            panic!("CHATPULSE_TEST_REQUIRE_BROWSER=1 but the browser is unavailable: {e}")
-        }
-        Err(e) => {
-            eprintln!(
-                "\n!!!!! SKIPPED browser test: {e} (set CHATPULSE_TEST_REQUIRE_BROWSER=1 to fail instead) !!!!!\n"
-            );
-            None
-        }
-    }
-}
-
 async fn wait(page: &Page<'_>, condition: &str) -> String {
     page.wait_for(condition, PAGE_WAIT)
         .await
@@ -44,7 +29,7 @@ async fn wait(page: &Page<'_>, condition: &str) -> String {
 #[test]
 fn overlay_page_follows_votes_and_survives_a_restart() {
     run(TEST_TIMEOUT, async {
-        let Some(browser) = launch_or_skip().await else {
+        let Some(browser) = launch_or_skip("browser test").await else {
             return;
         };
         let srv = TestServer::start().await;

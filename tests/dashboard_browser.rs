@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::browser::{Browser, Page};
+use crate::common::browser::{Browser, Page, launch_or_skip};
 use crate::common::fake_helix::{CLIENT_ID, CLIENT_SECRET, FakeHelix};
 use crate::common::{TEST_TIMEOUT, TestServer, run};
 
@@ -35,22 +35,6 @@ const PREVIEW: &str = "document.getElementById('preview').contentDocument";
 
 /// Where the overlay's ball rests with no votes (percent of the pill).
 const CENTER: &str = "50";
-
-async fn launch_or_skip() -> Option<Browser> {
-    match Browser::launch().await {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("CHATPULSE_TEST_REQUIRE_BROWSER").as_deref() == Ok("1") => {
-            panic!("CHATPULSE_TEST_REQUIRE_BROWSER=1 but the browser is unavailable: {e}")
-        }
-        Err(e) => {
-            eprintln!(
-                "\n!!!!! SKIPPED dashboard browser test: {e} \
-                 (set CHATPULSE_TEST_REQUIRE_BROWSER=1 to fail instead) !!!!!\n"
-            );
-            None
-        }
-    }
-}
 
 async fn wait(page: &Page<'_>, condition: &str) -> String {
     page.wait_for(condition, PAGE_WAIT)
@@ -221,7 +205,7 @@ async fn edit_and_save(dash: &Page<'_>) -> String {
 #[test]
 fn dashboard_changes_reach_the_live_overlay() {
     run(TEST_TIMEOUT, async {
-        let Some(browser) = launch_or_skip().await else {
+        let Some(browser) = launch_or_skip("dashboard browser test").await else {
             return;
         };
         // The overlay "in OBS" gets a browser of its own: a second tab would hide the
@@ -346,7 +330,7 @@ fn dashboard_changes_reach_the_live_overlay() {
 #[test]
 fn twitch_sign_in_lands_on_the_streamers_dashboard() {
     run(TEST_TIMEOUT, async {
-        let Some(browser) = launch_or_skip().await else {
+        let Some(browser) = launch_or_skip("dashboard browser test").await else {
             return;
         };
         let fake = FakeHelix::start().await;

@@ -94,6 +94,9 @@ mod tests {
             assert_eq!(base64url(plain.as_bytes()), encoded);
             assert_eq!(base64url_decode(encoded).unwrap(), plain.as_bytes());
         }
+        // The two characters that differ from standard base64 ('+' and '/').
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(base64url(&[0xff; 3]), "____");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
         assert_eq!(base64url_decode("-_8").unwrap(), [0xfb, 0xff]);
         for bad in ["Z", "Zh", "Zm9v=", "Zm+v", "Zm/v", "Zm9v Y"] {

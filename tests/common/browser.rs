@@ -461,3 +461,20 @@ fn clip(s: &str) -> &str {
         None => s,
     }
 }
+
+/// Launches Chromium, or — when it is missing and `CHATPULSE_TEST_REQUIRE_BROWSER`
+/// is not `1` (CI sets it) — prints a loud skip line for `what` and returns None.
+pub async fn launch_or_skip(what: &str) -> Option<Browser> {
+    match Browser::launch().await {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var("CHATPULSE_TEST_REQUIRE_BROWSER").as_deref() == Ok("1") => {
+            panic!("CHATPULSE_TEST_REQUIRE_BROWSER=1 but the browser is unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "\n!!!!! SKIPPED {what}: {e} (set CHATPULSE_TEST_REQUIRE_BROWSER=1 to fail instead) !!!!!\n"
+            );
+            None
+        }
+    }
+}
