@@ -65,3 +65,35 @@ fn bench_tool_produces_a_complete_report() {
     assert!(num("count") > 0, "latency samples: {report}");
     assert_eq!(num("connect_errors"), 0, "{report}");
 }
+
+/// The write-floor mode delivers every byte it writes (its number is only
+/// meaningful if the readers really drained the sockets).
+#[test]
+fn bench_floor_writes_reach_the_readers() {
+    let out = Command::new(env!("CARGO_BIN_EXE_chatpulse-bench"))
+        .args(["floor", "50", "2000", "0.5"])
+        .output()
+        .expect("run chatpulse-bench floor");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |prefix: &str| -> u64 {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in\n{table}"));
+        line[prefix.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("bad {prefix:?} line in\n{table}"))
+    };
+    let writes = field("write floor:");
+    assert!(writes >= 500, "{table}");
+    assert_eq!(field("bytes written"), writes * 112, "{table}");
+    assert_eq!(field("bytes read"), writes * 112, "{table}");
+    assert!(table.contains("per 1000 writes"), "{table}");
+}

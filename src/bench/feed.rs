@@ -18,13 +18,22 @@ const TICK: Duration = Duration::from_millis(1);
 
 pub struct Feed {
     pub addr: std::net::SocketAddr,
+    /// Chatter names and message ids start with this (two feeds never clash).
+    prefix: String,
+    /// Votes sent so far: ids and chatters never repeat across calls.
+    next: std::sync::atomic::AtomicU64,
     joined: Arc<Mutex<HashSet<String>>>,
     conn: Arc<Mutex<Option<TcpStream>>>,
 }
 
 impl Feed {
     pub async fn start() -> std::io::Result<Feed> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Feed::start_on("127.0.0.1".parse().expect("an IP"), "u").await
+    }
+
+    /// A feed listening on `ip` whose chatters are named `{prefix}{n}`.
+    pub async fn start_on(ip: std::net::IpAddr, prefix: &str) -> std::io::Result<Feed> {
+        let listener = TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         let joined = Arc::new(Mutex::new(HashSet::new()));
         let conn = Arc::new(Mutex::new(None));
@@ -36,7 +45,13 @@ impl Feed {
             }
         })
         .detach();
-        Ok(Feed { addr, joined, conn })
+        Ok(Feed {
+            addr,
+            prefix: prefix.to_string(),
+            next: Default::default(),
+            joined,
+            conn,
+        })
     }
 
     pub fn joined(&self) -> usize {
@@ -52,6 +67,8 @@ impl Feed {
         let pacer = Pacer::new(rate);
         let started = Instant::now();
         let mut sent: u64 = 0;
+        let p = &self.prefix;
+        let base = self.next.load(std::sync::atomic::Ordering::SeqCst);
         let mut batch = String::new();
         while started.elapsed() < duration {
             smol::Timer::after(TICK).await;
@@ -61,8 +78,9 @@ impl Feed {
                 let chan = &channels[(sent % channels.len().max(1) as u64) as usize];
                 let text = if sent.is_multiple_of(3) { "no" } else { "yes" };
                 let now = crate::app::now_ms();
+                let n = base + sent;
                 batch.push_str(&format!(
-                    "@id=b{sent};room-id=1;tmi-sent-ts={now};user-id={sent} :u{sent}!u{sent}@u.tmi.twitch.tv PRIVMSG #{chan} :{text}\r\n"
+                    "@id={p}{n};room-id=1;tmi-sent-ts={now};user-id={p}{n} :{p}{n}!{p}{n}@u.tmi.twitch.tv PRIVMSG #{chan} :{text}\r\n"
                 ));
                 sent += 1;
             }
@@ -70,6 +88,8 @@ impl Feed {
                 break;
             }
         }
+        self.next
+            .fetch_add(sent, std::sync::atomic::Ordering::SeqCst);
         sent
     }
 }

@@ -6,7 +6,10 @@
 
 pub mod clients;
 pub mod feed;
+pub mod floor;
 pub mod micro;
+pub mod netlab;
+pub mod partition;
 pub mod stats;
 
 use std::fmt::Write as _;
@@ -172,7 +175,7 @@ pub fn proc_sample(pid: u32) -> Option<(f64, u64)> {
     Some((ticks as f64 / 100.0, rss))
 }
 
-struct Node {
+pub(crate) struct Node {
     child: Child,
     addr: std::net::SocketAddr,
     tokens: Vec<String>,
@@ -197,9 +200,9 @@ impl Drop for Node {
 }
 
 /// Mesh settings of one bench node: its listen port and the seed to join.
-struct MeshOpts {
-    listen: std::net::SocketAddr,
-    seed: Option<std::net::SocketAddr>,
+pub(crate) struct MeshOpts {
+    pub listen: std::net::SocketAddr,
+    pub seed: Option<std::net::SocketAddr>,
 }
 
 const MESH_SECRET: &str = "chatpulse-bench-mesh-secret";
@@ -214,6 +217,39 @@ fn start_node(
     feed: Option<std::net::SocketAddr>,
     mesh: Option<MeshOpts>,
 ) -> Result<Node, String> {
+    let spec = NodeSpec {
+        http_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        feed,
+        mesh,
+        channel_extra: "",
+    };
+    spawn_node(opts, spec, Command::new(&opts.server_bin))
+}
+
+/// Where and how one bench node runs.
+pub(crate) struct NodeSpec<'a> {
+    /// Its HTTP listener's address (port 0).
+    pub http_ip: std::net::IpAddr,
+    /// The IRC feed it reads as its chat source; none: `source = "none"`.
+    pub feed: Option<std::net::SocketAddr>,
+    pub mesh: Option<MeshOpts>,
+    /// TOML lines added to every `[[channel]]` table.
+    pub channel_extra: &'a str,
+}
+
+/// Starts `program` (the node binary, possibly wrapped, e.g. in `ip netns exec`)
+/// as a node serving `opts.broadcasters` channels.
+pub(crate) fn spawn_node(
+    opts: &Options,
+    spec: NodeSpec<'_>,
+    mut program: Command,
+) -> Result<Node, String> {
+    let NodeSpec {
+        http_ip,
+        feed,
+        mesh,
+        channel_extra,
+    } = spec;
     let dir = std::env::temp_dir().join(format!(
         "chatpulse-bench-{}-{}",
         std::process::id(),
@@ -221,10 +257,15 @@ fn start_node(
     ));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut toml = String::from(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_connections = 1000000\nmax_connections_per_ip = 1000000\n\
+        "[limits]\nmax_connections = 1000000\nmax_connections_per_ip = 1000000\n\
 connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlays_per_broadcaster = 100000\n\
 [votes]\nbucket_capacity = 1000000\nbucket_refill_per_minute = 1000000\n\
 ",
+    );
+    let _ = writeln!(
+        toml,
+        "[server]\nlisten = \"{}\"",
+        std::net::SocketAddr::new(http_ip, 0)
     );
     match feed {
         Some(feed) => {
@@ -246,11 +287,11 @@ connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlay
         }
     }
     for i in 0..opts.broadcasters {
-        let _ = write!(toml, "[[channel]]\nlogin = \"b{i:06}\"\n");
+        let _ = write!(toml, "[[channel]]\nlogin = \"b{i:06}\"\n{channel_extra}");
     }
     let config = dir.join("bench.toml");
     std::fs::write(&config, toml).map_err(|e| e.to_string())?;
-    let mut child = Command::new(&opts.server_bin)
+    let mut child = program
         .arg("serve")
         .arg("--config")
         .arg(&config)

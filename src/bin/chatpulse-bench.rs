@@ -12,6 +12,14 @@ const HELP: &str = "chatpulse-bench — load-test a ChatPulse node it starts on 
 USAGE:
     chatpulse-bench [fanout] [OPTIONS]   sockets + votes through IRC (default)
     chatpulse-bench micro                micro-benchmarks of the hot pure paths
+    chatpulse-bench partition [OPTIONS]  (root) K nodes in network namespaces: votes
+                                         on both sides of a split, time to converge
+                                         after it heals
+    chatpulse-bench floor [N] [RATE] [SECS]
+                                         cost of one small loopback write on this
+                                         machine: RATE writes/s over N sockets
+                                         (defaults 9000, 20000, 10; both ends of each
+                                         socket live in this process: 2 fds each)
 
 OPTIONS (fanout):
     --server-bin PATH     node binary (default: target/release/chatpulse)
@@ -24,6 +32,12 @@ OPTIONS (fanout):
     --nodes K             1..=5; K > 1 meshes K nodes: votes enter the first,
                           overlays hang on the last (cross-node latency)
     --json PATH           also write the report as JSON
+
+OPTIONS (partition):
+    --server-bin PATH, --nodes K (default 3), --broadcasters M (default 20),
+    --votes-per-sec R (default 200, half on each side), --json PATH
+    --split SECS          how long each partition lasts (default 8)
+    --rounds N            partitions to heal, one after another (default 5)
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +47,12 @@ fn main() -> ExitCode {
             bench::micro::table(&bench::micro::run_all(Vec::new()))
         );
         return ExitCode::SUCCESS;
+    }
+    if std::env::args().nth(1).as_deref() == Some("floor") {
+        return floor();
+    }
+    if std::env::args().nth(1).as_deref() == Some("partition") {
+        return partition();
     }
     match parse().and_then(|(opts, json)| {
         let report = smol::block_on(bench::run(&opts))?;
@@ -45,6 +65,81 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chatpulse-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `partition [OPTIONS]`: convergence after a healed split.
+fn partition() -> ExitCode {
+    use lexopt::prelude::*;
+    let run = || -> Result<(), String> {
+        let mut o = bench::partition::PartitionOptions {
+            server_bin: PathBuf::from("target/release/chatpulse"),
+            nodes: 3,
+            broadcasters: 20,
+            votes_per_sec: 200.0,
+            split: Duration::from_secs(8),
+            rounds: 5,
+        };
+        let mut json = None;
+        let mut p = lexopt::Parser::from_iter(std::env::args().skip(1));
+        let num = |p: &mut lexopt::Parser| -> Result<f64, String> {
+            let v = p.value().map_err(|e| e.to_string())?;
+            let v = v.string().map_err(|e| e.to_string())?;
+            v.parse::<f64>().map_err(|e| format!("{v}: {e}"))
+        };
+        while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+            match arg {
+                Long("server-bin") => {
+                    o.server_bin = PathBuf::from(p.value().map_err(|e| e.to_string())?)
+                }
+                Long("nodes") => o.nodes = num(&mut p)? as usize,
+                Long("broadcasters") => o.broadcasters = num(&mut p)? as usize,
+                Long("votes-per-sec") => o.votes_per_sec = num(&mut p)?,
+                Long("split") => o.split = Duration::from_secs_f64(num(&mut p)?),
+                Long("rounds") => o.rounds = num(&mut p)? as usize,
+                Long("json") => json = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+                other => return Err(other.unexpected().to_string()),
+            }
+        }
+        let report = smol::block_on(bench::partition::run(&o))?;
+        print!("{}", report.table());
+        if let Some(path) = json {
+            std::fs::write(&path, report.json()).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatpulse-bench partition: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `floor [N] [RATE] [SECS]`: positional, bounded like the fan-out run.
+fn floor() -> ExitCode {
+    let arg = |i: usize, default: f64| {
+        std::env::args().nth(i).map_or(Ok(default), |v| {
+            v.parse::<f64>().map_err(|e| format!("{v}: {e}"))
+        })
+    };
+    let run = || -> Result<(), String> {
+        let (n, rate, secs) = (arg(2, 9_000.0)?, arg(3, 20_000.0)?, arg(4, 10.0)?);
+        let report = smol::block_on(bench::floor::run(
+            n as usize,
+            rate,
+            Duration::from_secs_f64(secs),
+        ))?;
+        print!("{}", report.table());
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatpulse-bench floor: {e}");
             ExitCode::FAILURE
         }
     }
