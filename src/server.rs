@@ -457,6 +457,7 @@ async fn redirect_loop(
 async fn tick_loop(app: Arc<App>) {
     loop {
         app.hub.tick(now_ms());
+        app.hub.forward_tick();
         Timer::after(TICK_EVERY).await;
     }
 }

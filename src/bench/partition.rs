@@ -42,6 +42,8 @@ pub struct PartitionOptions {
 #[derive(Debug, Clone, Default)]
 pub struct Round {
     pub votes_sent: u64,
+    /// Votes sent since the start, all rounds.
+    pub votes_sent_total: u64,
     /// Frames the overlays on each side received during the split.
     pub frames_majority: u64,
     pub frames_minority: u64,
@@ -51,6 +53,8 @@ pub struct Round {
     pub agreed: Option<Duration>,
     /// Per node: overlays' total minus votes sent when the round ended.
     pub off_by: Vec<i64>,
+    /// Per node: what its overlays showed, in all, the moment the split healed.
+    pub at_heal: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -72,7 +76,7 @@ impl PartitionReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} nodes in namespaces, {} broadcasters; split {{1..{}}} | {{{}}} for {:.1} s per round",
+            "{} nodes in namespaces, {} broadcasters; split {{1..{}}} | {{{}}} for {:.1} s per round, 2/3 of the votes into node 1, 1/3 into the last",
             self.nodes,
             self.broadcasters,
             self.nodes - 1,
@@ -87,11 +91,13 @@ impl PartitionReport {
             };
             let _ = writeln!(
                 s,
-                "round {}: votes {}  frames during split {} | {}  after heal: nodes agree {}, exact {}  off by {:?}",
+                "round {}: votes {} (sum {})  frames during split {} | {}  totals at heal {:?}  after heal: nodes agree {}, exact {}  off by {:?}",
                 i + 1,
                 r.votes_sent,
+                r.votes_sent_total,
                 r.frames_majority,
                 r.frames_minority,
+                r.at_heal,
                 ms(r.agreed, "never"),
                 ms(r.converged, "NEVER"),
                 r.off_by
@@ -121,13 +127,14 @@ impl PartitionReport {
             .iter()
             .map(|r| {
                 format!(
-                    "{{\"votes_sent\":{},\"frames_majority\":{},\"frames_minority\":{},\"converged_ms\":{:.1},\"agreed_ms\":{:.1},\"off_by\":{:?}}}",
+                    "{{\"votes_sent\":{},\"frames_majority\":{},\"frames_minority\":{},\"converged_ms\":{:.1},\"agreed_ms\":{:.1},\"off_by\":{:?},\"at_heal\":{:?}}}",
                     r.votes_sent,
                     r.frames_majority,
                     r.frames_minority,
                     ms(r.converged.as_ref()),
                     ms(r.agreed.as_ref()),
-                    r.off_by
+                    r.off_by,
+                    r.at_heal
                 )
             })
             .collect();
@@ -182,9 +189,10 @@ pub async fn run(o: &PartitionOptions) -> Result<PartitionReport, String> {
         let frames_before = lock(&totals).frames.clone();
         let majority: Vec<usize> = (0..last).collect();
         lab.partition(&[&majority, &[last]])?;
-        let rate = o.votes_per_sec / 2.0;
+        // Two thirds on the larger side: the sides' totals differ at the heal.
+        let rate = o.votes_per_sec / 3.0;
         let (a, c) = futures_util::future::join(
-            feed_a.send_votes(&channels, rate, o.split),
+            feed_a.send_votes(&channels, 2.0 * rate, o.split),
             feed_c.send_votes(&channels, rate, o.split),
         )
         .await;
@@ -192,7 +200,13 @@ pub async fn run(o: &PartitionOptions) -> Result<PartitionReport, String> {
         sent += round_sent;
         lab.heal()?;
         let healed = Instant::now();
-        let frames_at_heal = lock(&totals).frames.clone();
+        let (frames_at_heal, at_heal) = {
+            let t = lock(&totals);
+            let sums = (0..nodes.len())
+                .map(|n| sum_of(&t, n, o.broadcasters))
+                .collect();
+            (t.frames.clone(), sums)
+        };
         let mut first_agreement = None;
         let converged = loop {
             let (agreeing, total) = {
@@ -224,11 +238,13 @@ pub async fn run(o: &PartitionOptions) -> Result<PartitionReport, String> {
         };
         rounds.push(Round {
             votes_sent: round_sent,
+            votes_sent_total: sent,
             frames_majority: during[..last].iter().sum(),
             frames_minority: during[last],
             converged,
             agreed: first_agreement,
             off_by,
+            at_heal,
         });
         // Let SWIM settle (suspects confirmed alive) before the next split.
         smol::Timer::after(Duration::from_secs(2)).await;

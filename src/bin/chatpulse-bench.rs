@@ -35,7 +35,7 @@ OPTIONS (fanout):
 
 OPTIONS (partition):
     --server-bin PATH, --nodes K (default 3), --broadcasters M (default 20),
-    --votes-per-sec R (default 200, half on each side), --json PATH
+    --votes-per-sec R (default 200: 2/3 into node 1, 1/3 into the last), --json PATH
     --split SECS          how long each partition lasts (default 8)
     --rounds N            partitions to heal, one after another (default 5)
 ";

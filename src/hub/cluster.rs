@@ -90,23 +90,77 @@ impl Hub {
                 return Some(VoteResult::NoViewers);
             }
         }
-        let frame = Frame::ChatForward {
-            broadcaster: msg.channel.as_str().into(),
-            chatter: msg.chatter_id.as_str().into(),
-            text: msg.text.as_str().into(),
-            message_id: msg.message_id.as_deref().unwrap_or("").into(),
-            sent_ms: msg.sent_ms.unwrap_or(0),
-            source: msg.source.as_str().into(),
-        };
-        match mesh.send(owner, &frame) {
+        // Recorded before sending, so an acknowledgement can never come first.
+        let seq = self.forwards().reserve()?;
+        self.forwards()
+            .sent(seq, owner, msg.clone(), Instant::now());
+        match mesh.send(owner, &forward_frame(msg, seq)) {
             Ok(()) => Some(VoteResult::Forwarded),
             Err(e) => {
+                self.forwards().acked(owner, &[seq]);
                 log::debug!(
                     "mesh: owner {owner:016x} of {} unreachable ({e:?}); counting here",
                     msg.channel
                 );
                 None
             }
+        }
+    }
+
+    fn forwards(&self) -> std::sync::MutexGuard<'_, super::forward::Forwards> {
+        self.forwards.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lines forwarded to an owner that failed or left: handled again, by the
+    /// new owner or here.
+    fn reroute(&self, owner: NodeId) {
+        let lines = self.forwards().take_for(owner);
+        if lines.is_empty() {
+            return;
+        }
+        log::info!(
+            "mesh: {} chat lines sent to {owner:016x} were not acknowledged; handling them again",
+            lines.len()
+        );
+        for msg in &lines {
+            if self.forward(msg).is_none() {
+                let result = self.process(msg, now_ms());
+                self.metrics.observe_vote(result, 0.0);
+            }
+        }
+    }
+
+    /// Every hub tick in a cluster: acknowledge the lines counted for other
+    /// nodes, and send again the ones of ours that waited too long.
+    pub fn forward_tick(&self) {
+        let Some(mesh) = self.mesh() else {
+            return;
+        };
+        let acks = self.forwards().take_acks();
+        for (node, seqs) in acks {
+            let _ = mesh.send(node, &Frame::ForwardAck { seqs: List(seqs) });
+        }
+        let due = self
+            .forwards()
+            .resend_for(None, super::forward::RESEND_AFTER, Instant::now());
+        self.resend(&mesh, due);
+        self.metrics
+            .mesh_forwards_unacked
+            .set(self.forwards().unacked() as i64);
+    }
+
+    fn resend(&self, mesh: &Mesh, lines: Vec<(u64, NodeId, ChatMessage)>) {
+        let mut gone = Vec::new();
+        for (seq, owner, msg) in lines {
+            if let Err(crate::mesh::SendError::Unknown) =
+                mesh.send(owner, &forward_frame(&msg, seq))
+            {
+                gone.push(owner);
+            }
+        }
+        gone.dedup();
+        for owner in gone {
+            self.reroute(owner);
         }
     }
 
@@ -209,7 +263,12 @@ impl Hub {
                 message_id,
                 sent_ms,
                 source,
+                seq,
             } => {
+                if !self.forwards().receive(from, seq, Instant::now()) {
+                    self.metrics.observe_vote(VoteResult::Duplicate, 0.0);
+                    return;
+                }
                 let msg = ChatMessage {
                     source: ChatSource::ALL
                         .iter()
@@ -240,6 +299,7 @@ impl Hub {
                     .nodes
                     .insert(node, (Instant::now(), counts));
             }
+            Frame::ForwardAck { seqs } => self.forwards().acked(from, &seqs),
             other => log::debug!("mesh: {:?} frame from {from:016x} ignored", other.kind()),
         }
     }
@@ -249,9 +309,30 @@ impl Hub {
         match *event {
             MemberEvent::Left(node) | MemberEvent::Failed(node) => {
                 self.lock().presence.nodes.remove(&node);
+                self.reroute(node);
             }
-            MemberEvent::Joined { node, .. } | MemberEvent::LinkUp(node) => self.resync(node),
+            MemberEvent::Joined { node, .. } | MemberEvent::LinkUp(node) => {
+                self.resync(node);
+                if let Some(mesh) = self.mesh() {
+                    let lines =
+                        self.forwards()
+                            .resend_for(Some(node), Duration::ZERO, Instant::now());
+                    self.resend(&mesh, lines);
+                }
+            }
         }
+    }
+}
+
+fn forward_frame(msg: &ChatMessage, seq: u64) -> Frame {
+    Frame::ChatForward {
+        broadcaster: msg.channel.as_str().into(),
+        chatter: msg.chatter_id.as_str().into(),
+        text: msg.text.as_str().into(),
+        message_id: msg.message_id.as_deref().unwrap_or("").into(),
+        sent_ms: msg.sent_ms.unwrap_or(0),
+        source: msg.source.as_str().into(),
+        seq,
     }
 }
 

@@ -9,6 +9,7 @@
 //! publishes it to its own overlays.
 
 mod cluster;
+mod forward;
 
 pub use cluster::{ClusterHandler, PRESENCE_EVERY, PRESENCE_TTL};
 
@@ -91,6 +92,9 @@ pub struct Hub {
     /// Set while this node is in a cluster; never locked across the hub lock's
     /// acquisition (read it first, or under the hub lock, never the reverse).
     mesh: RwLock<Option<Arc<crate::mesh::Mesh>>>,
+    /// Forwarded chat lines awaiting their owner's acknowledgement
+    /// ([`forward`]); its own lock, never held with the hub's.
+    forwards: Mutex<forward::Forwards>,
 }
 
 /// A granted overlay subscription; its outbox already holds the snapshot.
@@ -122,6 +126,7 @@ impl Hub {
                 presence: Default::default(),
             }),
             mesh: RwLock::new(None),
+            forwards: Mutex::new(forward::Forwards::default()),
         }
     }
 

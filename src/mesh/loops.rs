@@ -28,8 +28,10 @@ use super::wire::{Blob, Frame};
 /// SWIM datagrams waiting for the membership loop; past this they are dropped
 /// (SWIM is built for lossy transports).
 const SWIM_QUEUE: usize = 1024;
-/// While alone, try the seeds this often.
-const JOIN_EVERY: Duration = Duration::from_secs(2);
+/// While alone, try the seeds this often: a node cut off from every peer (the
+/// small side of a partition) is back soon after the network heals. Only a
+/// lone node dials, so twice a second costs nothing.
+const JOIN_EVERY: Duration = Duration::from_millis(500);
 /// Connections still in their handshake at once; past this new ones are closed
 /// at once (and counted), so a flood of idle sockets cannot pin memory or tasks.
 const MAX_HANDSHAKES: usize = 64;
@@ -161,6 +163,9 @@ pub(crate) async fn membership_loop(
         publish(&shared, &swim);
         for event in out.events {
             log_event(&event);
+            if let MemberEvent::Failed(node) | MemberEvent::Left(node) = event {
+                shared.abort_link(node);
+            }
             shared.handler.on_member(event);
         }
         drop(done);

@@ -36,8 +36,11 @@ const SWIM_PACKET: NonZeroUsize = NonZeroUsize::new(16 * 1024).unwrap();
 const GOSSIP_EVERY: Duration = Duration::from_millis(200);
 /// Ask a random member for its member list now and then (finds missed joins).
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(30);
-/// Knock on down members' doors: how a healed partition merges back.
-const ANNOUNCE_DOWN_EVERY: Duration = Duration::from_secs(10);
+/// Knock on down members' doors: how a healed partition merges back. Every
+/// second, so the sides find each other well inside the 2 s convergence budget
+/// (BENCHMARKS.md, `chatpulse-bench partition`); it costs two dials a second,
+/// and only while some member is down.
+const ANNOUNCE_DOWN_EVERY: Duration = Duration::from_secs(1);
 /// Forget a down node after this long (identities renew, so it may rejoin sooner).
 const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(15 * 60);
 
@@ -271,9 +274,9 @@ impl Membership {
         if self.leaving {
             return Output::default();
         }
+        self.leaving = true;
         let result = self.foca.leave_cluster(&mut self.runtime);
         let out = self.finish(result, now);
-        self.leaving = true;
         // No timer may stay due: the mesh loop sleeps until the next deadline, and
         // one that is never handled would wake it forever.
         self.timers.clear();
@@ -404,6 +407,10 @@ impl Membership {
             ),
             OwnedNotification::Active => log::info!("mesh: joined the cluster"),
             OwnedNotification::Idle => log::warn!("mesh: no other live member"),
+            // Expected after our own leave_cluster (graceful shutdown).
+            OwnedNotification::Defunct if self.leaving => {
+                log::debug!("mesh: left; SWIM stopped")
+            }
             OwnedNotification::Defunct => log::error!("mesh: declared down and cannot rejoin"),
             // Only reachable with foca's `unstable-notifications` feature.
             #[allow(unreachable_patterns)]

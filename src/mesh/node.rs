@@ -57,6 +57,9 @@ struct Link {
     /// Frames queued but not yet written to the socket.
     pending: Arc<AtomicUsize>,
     started: Instant,
+    /// The connected socket (a clone), once the handshake is done: lets
+    /// [`Shared::abort_link`] reset it instead of closing it politely.
+    socket: Arc<Mutex<Option<TcpStream>>>,
     _stop: Sender<()>,
 }
 
@@ -174,8 +177,10 @@ impl Shared {
         let shared = Arc::clone(self);
         let addr = peer.addr;
         let written = Arc::clone(&pending);
+        let socket = Arc::new(Mutex::new(None));
+        let held = Arc::clone(&socket);
         self.spawn(async move {
-            let run = outbound(Arc::clone(&shared), peer, connected, rx, written);
+            let run = outbound(Arc::clone(&shared), peer, connected, rx, written, held);
             run.or(async move {
                 let _ = stopped.recv().await;
             })
@@ -186,7 +191,24 @@ impl Shared {
             queue,
             pending,
             started: Instant::now(),
+            socket,
             _stop: stop,
+        }
+    }
+
+    /// Drops the link to a member that failed or left, abortively: a reset
+    /// discards whatever it still had queued in the kernel, so after a partition
+    /// heals no stale frame (a chat line this node has since counted elsewhere)
+    /// can reach it. The next send dials afresh.
+    pub fn abort_link(&self, node: NodeId) {
+        let Some(link) = lock(&self.links).remove(&node) else {
+            return;
+        };
+        if let Some(stream) = lock(&link.socket).take() {
+            let fd = std::os::fd::AsFd::as_fd(&stream);
+            if let Err(e) = rustix::net::sockopt::set_socket_linger(fd, Some(Duration::ZERO)) {
+                log::debug!("mesh: SO_LINGER on the link to {node:016x}: {e}");
+            }
         }
     }
 
@@ -242,6 +264,7 @@ async fn outbound(
     connected: Option<(TcpStream, MeshKey)>,
     queue: Receiver<Arc<[u8]>>,
     written: Arc<AtomicUsize>,
+    held: Arc<Mutex<Option<TcpStream>>>,
 ) {
     let (stream, session) = match connected {
         Some(connected) => connected,
@@ -271,6 +294,7 @@ async fn outbound(
             }
         }
     };
+    *lock(&held) = Some(stream.clone());
     shared.counters.connections.inc();
     shared.handler.on_member(MemberEvent::LinkUp(peer.node));
     if let Err(e) = peer::write_loop(stream, session, queue, written).await {

@@ -36,7 +36,7 @@ pub use super::fields::{Blob, List, Text};
 
 /// Bumped on any change to the envelope or to [`Frame`]'s encoding. Checked on
 /// every frame; a mismatch at the handshake is refused with a log line naming both.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest frame (after the length prefix) a node accepts or sends: a full vote
 /// log is tens of KB, a digest a few hundred bytes; 1 MiB leaves ample room.
 pub const MAX_FRAME: usize = 1 << 20;
@@ -180,6 +180,9 @@ pub enum Frame {
         sent_ms: u64,
         /// The chat source's metric label (`irc`, `eventsub_ws`, ...).
         source: Text,
+        /// The forwarder's number for this line: the owner acknowledges it
+        /// ([`Frame::ForwardAck`]) and counts a re-sent line only once.
+        seq: u64,
     },
     /// Overlays connected to `node`, per broadcaster (a full replacement).
     Presence {
@@ -203,6 +206,9 @@ pub enum Frame {
         token: Text,
         code: u16,
     },
+    /// The owner handled these forwarded lines (`ChatForward::seq`): the
+    /// forwarder may forget them.
+    ForwardAck { seqs: List<u64> },
 }
 
 /// One row of [`Frame::Presence`].
@@ -226,10 +232,11 @@ pub enum FrameKind {
     Digest,
     DigestRequest,
     Close,
+    ForwardAck,
 }
 
 impl FrameKind {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     pub const ALL: [FrameKind; FrameKind::COUNT] = [
         FrameKind::Challenge,
         FrameKind::Hello,
@@ -242,6 +249,7 @@ impl FrameKind {
         FrameKind::Digest,
         FrameKind::DigestRequest,
         FrameKind::Close,
+        FrameKind::ForwardAck,
     ];
 
     /// The `kind` label of `mesh_frames_total`.
@@ -258,6 +266,7 @@ impl FrameKind {
             FrameKind::Digest => "digest",
             FrameKind::DigestRequest => "digest_request",
             FrameKind::Close => "close",
+            FrameKind::ForwardAck => "forward_ack",
         }
     }
 }
@@ -276,6 +285,7 @@ impl Frame {
             Frame::Digest { .. } => FrameKind::Digest,
             Frame::DigestRequest { .. } => FrameKind::DigestRequest,
             Frame::Close { .. } => FrameKind::Close,
+            Frame::ForwardAck { .. } => FrameKind::ForwardAck,
         }
     }
 }

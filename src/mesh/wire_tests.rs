@@ -44,6 +44,7 @@ fn samples() -> Vec<Frame> {
             message_id: "".into(),
             sent_ms: 0,
             source: "irc".into(),
+            seq: 1_796_000_000_000_001,
         },
         Frame::Presence {
             node: 2,
@@ -76,6 +77,9 @@ fn samples() -> Vec<Frame> {
             broadcaster: "alice".into(),
             token: "tok".into(),
             code: 4404,
+        },
+        Frame::ForwardAck {
+            seqs: List(vec![1, u64::MAX]),
         },
     ]
 }

@@ -86,6 +86,7 @@ label_enum! {
         UnknownChannel => "unknown_channel",
         Invalid => "invalid",
         Forwarded => "forwarded",
+        Duplicate => "duplicate",
     }
 }
 

@@ -163,6 +163,8 @@ pub struct Metrics {
     pub mesh_members: GaugeVec<MeshMemberState, { MeshMemberState::COUNT }>,
     /// `mesh_convergence_seconds`
     pub mesh_convergence: Histogram,
+    /// `mesh_forwards_unacked`: chat lines handed to an owner and not yet acknowledged.
+    pub mesh_forwards_unacked: Gauge,
 }
 
 impl Metrics {
@@ -209,6 +211,7 @@ impl Metrics {
             mesh: std::sync::OnceLock::new(),
             mesh_members: GaugeVec::new(),
             mesh_convergence: Histogram::new(MESH_CONVERGENCE_BUCKETS),
+            mesh_forwards_unacked: Gauge::new(),
         }
     }
 

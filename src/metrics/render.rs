@@ -276,6 +276,12 @@ impl Metrics {
         );
         gauge(
             out,
+            "mesh_forwards_unacked",
+            "Chat lines handed to their owner node and not yet acknowledged.",
+            self.mesh_forwards_unacked.get(),
+        );
+        gauge(
+            out,
             "mesh_connections",
             "Open mesh connections, both directions.",
             m.connections.get(),
