@@ -14,5 +14,6 @@ mod mesh;
 mod mesh_cluster;
 mod nginx;
 mod overlay;
+mod partition;
 mod tls;
 mod webhook;

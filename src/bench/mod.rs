@@ -242,7 +242,7 @@ pub(crate) struct NodeSpec<'a> {
 pub(crate) fn spawn_node(
     opts: &Options,
     spec: NodeSpec<'_>,
-    mut program: Command,
+    program: Command,
 ) -> Result<Node, String> {
     let NodeSpec {
         http_ip,
@@ -289,24 +289,38 @@ connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlay
     for i in 0..opts.broadcasters {
         let _ = write!(toml, "[[channel]]\nlogin = \"b{i:06}\"\n{channel_extra}");
     }
-    let config = dir.join("bench.toml");
-    std::fs::write(&config, toml).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("bench.toml"), toml).map_err(|e| e.to_string())?;
+    let (child, addr, tokens) = launch(program, &dir, opts.broadcasters)?;
+    Ok(Node {
+        child,
+        addr,
+        tokens,
+        dir,
+    })
+}
+
+/// Runs `program serve` on the config and data in `dir`; returns once it has
+/// printed its overlay URLs (one per channel, in login order).
+fn launch(
+    mut program: Command,
+    dir: &std::path::Path,
+    broadcasters: usize,
+) -> Result<(Child, std::net::SocketAddr, Vec<String>), String> {
     let mut child = program
         .arg("serve")
         .arg("--config")
-        .arg(&config)
+        .arg(dir.join("bench.toml"))
         .arg("--data-dir")
         .arg(dir.join("data"))
         .env("CHATPULSE_LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("starting {}: {e}", opts.server_bin.display()))?;
+        .map_err(|e| format!("starting {:?}: {e}", program.get_program()))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
-    // `serve` prints one overlay URL per channel, in login order.
-    let mut tokens = Vec::with_capacity(opts.broadcasters);
+    let mut tokens = Vec::with_capacity(broadcasters);
     let mut addr = None;
-    for line in BufReader::new(stdout).lines().take(opts.broadcasters) {
+    for line in BufReader::new(stdout).lines().take(broadcasters) {
         let line = line.map_err(|e| e.to_string())?;
         let rest = line
             .strip_prefix("http://")
@@ -321,12 +335,22 @@ connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlay
         tokens.push(token.to_string());
     }
     let addr = addr.ok_or("the node printed no overlay URL")?;
-    Ok(Node {
-        child,
-        addr,
-        tokens,
-        dir,
-    })
+    Ok((child, addr, tokens))
+}
+
+impl Node {
+    /// SIGKILL: no leave, no flush, as in a crash or power loss.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again on its own config and data (after [`Node::kill9`]).
+    pub(crate) fn restart(&mut self, program: Command) -> Result<(), String> {
+        let (child, addr, tokens) = launch(program, &self.dir, self.tokens.len())?;
+        (self.child, self.addr, self.tokens) = (child, addr, tokens);
+        Ok(())
+    }
 }
 
 async fn scrape(addr: std::net::SocketAddr) -> String {

@@ -28,8 +28,19 @@ const CONVERGE_LIMIT: Duration = Duration::from_secs(20);
 /// How often the tool compares the overlays' totals.
 const POLL: Duration = Duration::from_millis(5);
 
+/// What happens to the last node each round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Its mesh link is cut (packets dropped) while both sides take votes.
+    Split,
+    /// It is killed with SIGKILL while the others take votes, then restarted
+    /// on its own data.
+    Kill,
+}
+
 #[derive(Debug, Clone)]
 pub struct PartitionOptions {
+    pub fault: Fault,
     pub server_bin: std::path::PathBuf,
     pub nodes: usize,
     pub broadcasters: usize,
@@ -59,6 +70,7 @@ pub struct Round {
 
 #[derive(Debug, Clone, Default)]
 pub struct PartitionReport {
+    pub fault: Option<Fault>,
     pub nodes: usize,
     pub broadcasters: usize,
     pub split_s: f64,
@@ -74,15 +86,18 @@ impl PartitionReport {
 
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{} nodes in namespaces, {} broadcasters; split {{1..{}}} | {{{}}} for {:.1} s per round, 2/3 of the votes into node 1, 1/3 into the last",
-            self.nodes,
-            self.broadcasters,
-            self.nodes - 1,
-            self.nodes,
-            self.split_s
-        );
+        let (n, b, t) = (self.nodes, self.broadcasters, self.split_s);
+        let _ = match self.fault {
+            Some(Fault::Kill) => writeln!(
+                s,
+                "{n} nodes in namespaces, {b} broadcasters; node {n} killed (SIGKILL) for {t:.1} s per round while votes go into node 1, then restarted (\"heal\" = restarted, its overlays reconnected)"
+            ),
+            _ => writeln!(
+                s,
+                "{n} nodes in namespaces, {b} broadcasters; split {{1..{}}} | {{{n}}} for {t:.1} s per round, 2/3 of the votes into node 1, 1/3 into the last",
+                n - 1
+            ),
+        };
         for (i, r) in self.rounds.iter().enumerate() {
             let ms = |d: Option<Duration>, none: &str| {
                 d.map_or(none.to_string(), |d| {
@@ -176,29 +191,44 @@ pub async fn run(o: &PartitionOptions) -> Result<PartitionReport, String> {
     let feed_c = Feed::start_on(lab.tool_ip().into(), "c")
         .await
         .map_err(|e| e.to_string())?;
-    let nodes = start_nodes(o, &lab, &feed_a, &feed_c).await?;
+    let mut nodes = start_nodes(o, &lab, &feed_a, &feed_c).await?;
     let totals = Arc::new(Mutex::new(Totals {
         frames: vec![0; nodes.len()],
         ..Default::default()
     }));
-    let _overlays = watch_overlays(&nodes, &totals).await?;
+    let mut overlays = Vec::with_capacity(nodes.len());
+    for (n, node) in nodes.iter().enumerate() {
+        overlays.push(watch_node(n, node, &totals).await?);
+    }
     let channels: Vec<String> = (0..o.broadcasters).map(|i| format!("b{i:06}")).collect();
     let mut sent = 0u64;
     let mut rounds = Vec::with_capacity(o.rounds);
     for _ in 0..o.rounds {
         let frames_before = lock(&totals).frames.clone();
-        let majority: Vec<usize> = (0..last).collect();
-        lab.partition(&[&majority, &[last]])?;
-        // Two thirds on the larger side: the sides' totals differ at the heal.
-        let rate = o.votes_per_sec / 3.0;
-        let (a, c) = futures_util::future::join(
-            feed_a.send_votes(&channels, 2.0 * rate, o.split),
-            feed_c.send_votes(&channels, rate, o.split),
-        )
-        .await;
-        let round_sent = a + c;
+        let round_sent = match o.fault {
+            Fault::Split => {
+                let majority: Vec<usize> = (0..last).collect();
+                lab.partition(&[&majority, &[last]])?;
+                // Two thirds on the larger side: the sides' totals differ at the heal.
+                let rate = o.votes_per_sec / 3.0;
+                let (a, c) = futures_util::future::join(
+                    feed_a.send_votes(&channels, 2.0 * rate, o.split),
+                    feed_c.send_votes(&channels, rate, o.split),
+                )
+                .await;
+                lab.heal()?;
+                a + c
+            }
+            Fault::Kill => {
+                nodes[last].kill9();
+                overlays[last].clear();
+                let a = feed_a.send_votes(&channels, o.votes_per_sec, o.split).await;
+                nodes[last].restart(lab.command(last, &o.server_bin))?;
+                overlays[last] = watch_node(last, &nodes[last], &totals).await?;
+                a
+            }
+        };
         sent += round_sent;
-        lab.heal()?;
         let healed = Instant::now();
         let (frames_at_heal, at_heal) = {
             let t = lock(&totals);
@@ -251,6 +281,7 @@ pub async fn run(o: &PartitionOptions) -> Result<PartitionReport, String> {
     }
     drop(nodes);
     Ok(PartitionReport {
+        fault: Some(o.fault),
         nodes: o.nodes,
         broadcasters: o.broadcasters,
         split_s: o.split.as_secs_f64(),
@@ -332,33 +363,32 @@ async fn start_nodes(
     Ok(nodes)
 }
 
-/// One overlay per (node, broadcaster), recording the latest `totalVotes`.
-async fn watch_overlays(
-    nodes: &[Node],
+/// One overlay per broadcaster on node `n`, recording the latest `totalVotes`.
+async fn watch_node(
+    n: usize,
+    node: &Node,
     totals: &Arc<Mutex<Totals>>,
 ) -> Result<Vec<smol::Task<()>>, String> {
     let mut tasks = Vec::new();
-    for (n, node) in nodes.iter().enumerate() {
-        for (b, token) in node.tokens.iter().enumerate() {
-            let url = format!("ws://{}/ws/overlay/{token}", node.addr);
-            let tcp = smol::net::TcpStream::connect(node.addr)
-                .await
-                .map_err(|e| format!("overlay on node {n}: {e}"))?;
-            let (mut ws, _) = async_tungstenite::client_async(url, tcp)
-                .await
-                .map_err(|e| format!("overlay on node {n}: {e}"))?;
-            let totals = Arc::clone(totals);
-            tasks.push(smol::spawn(async move {
-                while let Some(Ok(msg)) = ws.next().await {
-                    let Message::Text(text) = msg else { continue };
-                    if let Some(total) = json_u64(&text, "totalVotes") {
-                        let mut t = lock(&totals);
-                        t.latest.insert((n, b), total);
-                        t.frames[n] += 1;
-                    }
+    for (b, token) in node.tokens.iter().enumerate() {
+        let url = format!("ws://{}/ws/overlay/{token}", node.addr);
+        let tcp = smol::net::TcpStream::connect(node.addr)
+            .await
+            .map_err(|e| format!("overlay on node {n}: {e}"))?;
+        let (mut ws, _) = async_tungstenite::client_async(url, tcp)
+            .await
+            .map_err(|e| format!("overlay on node {n}: {e}"))?;
+        let totals = Arc::clone(totals);
+        tasks.push(smol::spawn(async move {
+            while let Some(Ok(msg)) = ws.next().await {
+                let Message::Text(text) = msg else { continue };
+                if let Some(total) = json_u64(&text, "totalVotes") {
+                    let mut t = lock(&totals);
+                    t.latest.insert((n, b), total);
+                    t.frames[n] += 1;
                 }
-            }));
-        }
+            }
+        }));
     }
     Ok(tasks)
 }

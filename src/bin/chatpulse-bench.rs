@@ -38,6 +38,8 @@ OPTIONS (partition):
     --votes-per-sec R (default 200: 2/3 into node 1, 1/3 into the last), --json PATH
     --split SECS          how long each partition lasts (default 8)
     --rounds N            partitions to heal, one after another (default 5)
+    --kill                instead of a split, SIGKILL the last node for --split
+                          seconds (votes into node 1), then restart it on its data
 ";
 
 fn main() -> ExitCode {
@@ -75,6 +77,7 @@ fn partition() -> ExitCode {
     use lexopt::prelude::*;
     let run = || -> Result<(), String> {
         let mut o = bench::partition::PartitionOptions {
+            fault: bench::partition::Fault::Split,
             server_bin: PathBuf::from("target/release/chatpulse"),
             nodes: 3,
             broadcasters: 20,
@@ -99,6 +102,7 @@ fn partition() -> ExitCode {
                 Long("votes-per-sec") => o.votes_per_sec = num(&mut p)?,
                 Long("split") => o.split = Duration::from_secs_f64(num(&mut p)?),
                 Long("rounds") => o.rounds = num(&mut p)? as usize,
+                Long("kill") => o.fault = bench::partition::Fault::Kill,
                 Long("json") => json = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
                 other => return Err(other.unexpected().to_string()),
             }

@@ -136,10 +136,7 @@ impl Hub {
         let Some(mesh) = self.mesh() else {
             return;
         };
-        let acks = self.forwards().take_acks();
-        for (node, seqs) in acks {
-            let _ = mesh.send(node, &Frame::ForwardAck { seqs: List(seqs) });
-        }
+        self.flush_acks(&mesh);
         let due = self
             .forwards()
             .resend_for(None, super::forward::RESEND_AFTER, Instant::now());
@@ -172,6 +169,18 @@ impl Hub {
         let frame = vote_log_frame(ch);
         if let Err(e) = mesh.broadcast(&frame) {
             log::warn!("mesh: vote log of {} not sent: {e}", ch.streamer.login);
+        }
+        // After the log: a forwarder that hears "counted" can rely on the count
+        // being on its way to every node (a crash between the two loses lines
+        // rather than counting them twice).
+        self.flush_acks(&mesh);
+    }
+
+    /// Acknowledges the forwarded lines handled since the last flush.
+    fn flush_acks(&self, mesh: &Mesh) {
+        let acks = self.forwards().take_acks();
+        for (node, seqs) in acks {
+            let _ = mesh.send(node, &Frame::ForwardAck { seqs: List(seqs) });
         }
     }
 
