@@ -302,6 +302,7 @@ impl App {
             })?;
         self.hub.update_config(login, config, version, now_ms());
         log::info!("config of {login} saved by {actor} (version {version})");
+        crate::replica::publish(self, login).await;
         Ok(version)
     }
 
@@ -327,6 +328,7 @@ impl App {
             .map_err(ActionError::Store)?;
         self.hub.rotate_token(login, token.clone());
         log::info!("overlay URL of {login} rotated by {actor}");
+        crate::replica::publish(self, login).await;
         Ok(token)
     }
 }

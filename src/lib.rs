@@ -27,6 +27,7 @@
 //! | [`limits`] | WebSocket admission: per-IP rate, global and per-IP caps |
 //! | [`chat`] | chat sources (demo, IRC, EventSub WebSocket, EventSub webhooks), all feeding [`hub::Hub::chat`] |
 //! | [`store`] | `sqlite` (streamers, configs, audit) and `state` (redb: vote logs, node id) |
+//! | [`replica`] | streamers and configs across the mesh: LWW records, digests on link-up, seed tokens from the mesh secret |
 //! | [`mesh`] | the cluster core: SWIM membership (foca), authenticated frames, rendezvous ownership, LWW CRDT; started by [`server`] when `[mesh] listen` is set |
 //! | [`metrics`] | counters, histograms and the Prometheus text writer |
 //! | [`tls`] | rustls (ring) on smol: client/server configs, the reloadable server certificate, plain-or-TLS streams |
@@ -50,6 +51,7 @@ pub mod logger;
 pub mod mesh;
 pub mod metrics;
 pub mod outbox;
+pub mod replica;
 pub mod rng;
 pub mod sentiment;
 pub mod server;

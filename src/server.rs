@@ -265,8 +265,16 @@ fn hub_settings(config: &Config) -> HubSettings {
 /// Seeds home-mode channels from the config file, then loads every streamer
 /// with the vote log it had before the restart.
 async fn load_channels(app: &App) -> Result<(), Error> {
+    app.db.set_node_id(app.state.node_id());
+    // In a cluster every node creates a config-file channel with the same token.
+    let secret = app
+        .config
+        .mesh
+        .listen
+        .and(app.config.mesh.secret.as_deref());
     for seed in &app.config.channels {
-        app.db.upsert_seed(&seed.login, &seed.config).await?;
+        let token = secret.map(|s| crate::replica::seed_token(s, &seed.login));
+        app.db.upsert_seed(&seed.login, &seed.config, token).await?;
     }
     let mut logs: std::collections::HashMap<String, Vec<u8>> =
         app.state.load_vote_logs().await?.into_iter().collect();

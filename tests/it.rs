@@ -12,6 +12,7 @@ mod irc;
 mod lifecycle;
 mod mesh;
 mod mesh_cluster;
+mod mesh_replica;
 mod nginx;
 mod overlay;
 mod partition;

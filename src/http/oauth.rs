@@ -175,7 +175,9 @@ async fn finish_twitch_sign_in(app: &App, req: &Request, code: &str) -> Response
     let actor = format!("twitch:{}", streamer.login);
     app.auth
         .note_sign_in(&user.id, &streamer.login, &streamer.display_name);
+    let login = streamer.login.clone();
     app.serve_streamer(streamer, config);
+    crate::replica::publish(app, &login).await;
     sign_in(
         app,
         req,

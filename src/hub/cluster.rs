@@ -374,14 +374,25 @@ impl ClusterHandler {
 
 impl MeshHandler for ClusterHandler {
     fn on_frame(&self, from: NodeId, frame: Frame) {
-        if let Some(app) = self.app.upgrade() {
-            app.hub.on_mesh_frame(from, frame);
+        let Some(app) = self.app.upgrade() else {
+            return;
+        };
+        match frame {
+            // Streamer records touch SQLite: their own task, never this reader.
+            Frame::Lww { .. } | Frame::Digest { .. } | Frame::DigestRequest { .. } => {
+                let task = crate::replica::on_frame(Arc::clone(&app), from, frame);
+                app.spawn(task);
+            }
+            frame => app.hub.on_mesh_frame(from, frame),
         }
     }
 
     fn on_member(&self, event: MemberEvent) {
         if let Some(app) = self.app.upgrade() {
             app.hub.on_member_event(&event);
+            if let MemberEvent::Joined { node, .. } | MemberEvent::LinkUp(node) = event {
+                app.spawn(crate::replica::sync_with(Arc::clone(&app), node));
+            }
         }
         if !matches!(event, MemberEvent::LinkUp(_)) {
             let _ = self.peers_changed.try_send(());

@@ -165,11 +165,14 @@ impl Db {
             login.to_owned(),
             display_name.to_owned(),
         );
+        let node = self.node_id();
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let Some((row, created)) = upsert_twitch(&tx, &id, &login, &name)? else {
                 return Ok(TwitchUpsert::LoginTaken);
             };
+            // Login, name or id may have changed: other nodes take the new record.
+            super::bump_rev(&tx, row, node, super::Part::Identity)?;
             let sql = format!("{SELECT_CHANNEL} WHERE s.id = ?1");
             let (streamer, config) = tx.query_row(&sql, [row], channel_from_row)?;
             tx.commit()?;
@@ -340,7 +343,7 @@ mod tests {
             assert_eq!(again.overlay_token, streamer.overlay_token);
 
             // Another account may not take over a row that has a Twitch id.
-            db.upsert_seed("bob", &OverlayConfig::default())
+            db.upsert_seed("bob", &OverlayConfig::default(), None)
                 .await
                 .unwrap();
             db.set_twitch_user_id("bob", "7").await.unwrap();
@@ -349,7 +352,7 @@ mod tests {
                 TwitchUpsert::LoginTaken
             );
             // The owner of a config-file channel adopts it.
-            db.upsert_seed("carol", &OverlayConfig::default())
+            db.upsert_seed("carol", &OverlayConfig::default(), None)
                 .await
                 .unwrap();
             let TwitchUpsert::Ready {

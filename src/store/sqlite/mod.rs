@@ -25,10 +25,13 @@ use super::{StoreError, now_ms, try_overlay_token};
 use crate::channel::{OverlayConfig, Streamer};
 
 mod auth;
+mod replica;
 mod rows;
 mod twitch;
 
 pub use self::auth::{StoredTokens, TwitchUpsert};
+pub use self::replica::{Applied, ChannelRecord, Replicated};
+use self::replica::{Part, bump_rev};
 pub use self::twitch::StoredSubscription;
 
 #[cfg(test)]
@@ -127,6 +130,15 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER, -- unix ms; NULL: unknown
         updated_at INTEGER NOT NULL
     );",
+    // v4: streamers replicated over the mesh (`replica`), one last-writer-wins
+    // register per part: the config by (configs.version, config_node), the overlay
+    // token by (token_rev, token_node), the rest by (rev, rev_node); `rev` also
+    // grows with every change made on this node. Node columns hold mesh node ids.
+    "ALTER TABLE streamers ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE streamers ADD COLUMN rev_node INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE streamers ADD COLUMN config_node INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE streamers ADD COLUMN token_rev INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE streamers ADD COLUMN token_node INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// One row of the audit log.
@@ -146,6 +158,8 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 #[derive(Clone)]
 pub struct Db {
     jobs: Sender<Job>,
+    /// The mesh node id local changes are stamped with ([`Db::set_node_id`]).
+    node: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Never sent on: it disconnects when the thread ends, which is what `close` awaits.
     done: Receiver<()>,
 }
@@ -172,7 +186,11 @@ impl Db {
                 }
             })?;
         opened.recv().await.map_err(|_| StoreError::Closed)??;
-        Ok(Db { jobs, done })
+        Ok(Db {
+            jobs,
+            node: Default::default(),
+            done,
+        })
     }
 
     /// Stops the SQLite thread for every handle: queued jobs still run, later calls get
@@ -207,15 +225,18 @@ impl Db {
     /// known login the seed is applied as a new version only when it differs from the seed
     /// applied last time (the file was edited); otherwise the stored config wins, so
     /// dashboard edits survive restarts. Returns the current streamer and config.
+    /// `new_token`: the overlay token of a channel created here (in a cluster,
+    /// every node derives the same one from the mesh secret); `None`: a random one.
     pub async fn upsert_seed(
         &self,
         login: &str,
         seed: &OverlayConfig,
+        new_token: Option<String>,
     ) -> Result<(Streamer, OverlayConfig), StoreError> {
-        let (login, seed) = (login.to_owned(), seed.clone());
+        let (login, seed, node) = (login.to_owned(), seed.clone(), self.node_id());
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            apply_seed(&tx, &login, &seed)?;
+            apply_seed(&tx, &login, &seed, new_token, node)?;
             let sql = format!("{SELECT_CHANNEL} WHERE s.login = ?1");
             let channel = tx.query_row(&sql, [&login], channel_from_row)?;
             tx.commit()?;
@@ -256,7 +277,7 @@ impl Db {
         expected_version: Option<i64>,
         actor: &str,
     ) -> Result<i64, StoreError> {
-        let (config, actor) = (config.clone(), actor.to_owned());
+        let (config, actor, node) = (config.clone(), actor.to_owned(), self.node_id());
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current: i64 = tx.query_row(
@@ -271,6 +292,7 @@ impl Db {
             }
             let (version, now) = (current + 1, now_ms());
             write_config(&tx, streamer_id, version, &config, None, now)?;
+            bump_rev(&tx, streamer_id, node, Part::Config)?;
             let detail = format!("version {version}");
             audit_row(&tx, &actor, "config_saved", Some(streamer_id), &detail, now)?;
             tx.commit()?;
@@ -281,7 +303,7 @@ impl Db {
 
     /// Replaces the overlay token; the old one stops resolving at once.
     pub async fn rotate_token(&self, streamer_id: i64, actor: &str) -> Result<String, StoreError> {
-        let actor = actor.to_owned();
+        let (actor, node) = (actor.to_owned(), self.node_id());
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let (token, now) = (try_overlay_token()?, now_ms());
@@ -292,6 +314,7 @@ impl Db {
             if changed == 0 {
                 return Err(rusqlite::Error::QueryReturnedNoRows.into());
             }
+            bump_rev(&tx, streamer_id, node, Part::Token)?;
             audit_row(&tx, &actor, "token_rotated", Some(streamer_id), "", now)?;
             tx.commit()?;
             Ok(token)
@@ -340,7 +363,13 @@ impl Db {
 
 /// The seed half of [`Db::upsert_seed`]: creates the channel or, when the file changed,
 /// writes the seed as a new version.
-fn apply_seed(tx: &Transaction, login: &str, seed: &OverlayConfig) -> Result<(), StoreError> {
+fn apply_seed(
+    tx: &Transaction,
+    login: &str,
+    seed: &OverlayConfig,
+    new_token: Option<String>,
+    node: u64,
+) -> Result<(), StoreError> {
     let (json, now) = (canonical_json(seed), now_ms());
     let known: Option<(i64, Option<i64>, Option<String>)> = tx
         .query_row(
@@ -356,10 +385,11 @@ fn apply_seed(tx: &Transaction, login: &str, seed: &OverlayConfig) -> Result<(),
                 "INSERT INTO streamers
                  (login, display_name, overlay_token, created_at, updated_at)
                  VALUES (?1, ?1, ?2, ?3, ?3)",
-                params![login, try_overlay_token()?, now],
+                params![login, new_token.map_or_else(try_overlay_token, Ok)?, now],
             )?;
             let id = tx.last_insert_rowid();
             write_config(tx, id, 1, seed, Some(&json), now)?;
+            bump_rev(tx, id, node, Part::Config)?;
             let (actor, action) = (ACTOR_CONFIG_FILE, "channel_created");
             audit_row(tx, actor, action, Some(id), login, now)?;
             info!("sqlite: created channel {login} from the config file");
@@ -367,6 +397,7 @@ fn apply_seed(tx: &Transaction, login: &str, seed: &OverlayConfig) -> Result<(),
         Some((id, version, stored)) if stored.as_deref() != Some(json.as_str()) => {
             let version = version.unwrap_or(0) + 1;
             write_config(tx, id, version, seed, Some(&json), now)?;
+            bump_rev(tx, id, node, Part::Config)?;
             let detail = format!("version {version}");
             let (actor, action) = (ACTOR_CONFIG_FILE, "config_seeded");
             audit_row(tx, actor, action, Some(id), &detail, now)?;

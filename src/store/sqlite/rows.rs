@@ -3,6 +3,9 @@
 //! for each unreadable value) and the canonical JSON of the `seed` column and history
 //! snapshots.
 
+// nanoserde's DeJson derive (ConfigJson) expands to code clippy reads as `?`-able.
+#![allow(clippy::question_mark)]
+
 use log::warn;
 use nanoserde::{DeJson, SerJson};
 use rusqlite::{Row, Transaction, params};
@@ -18,7 +21,7 @@ const IDLE_DECAY_SPEED: f64 = 1.0;
 /// The canonical JSON of a config: the `seed` column and history snapshots. Field order
 /// is fixed, so equal configs give equal text. Changing this shape makes every home
 /// channel re-apply its file config once (dropping dashboard edits): do it knowingly.
-#[derive(SerJson)]
+#[derive(SerJson, DeJson)]
 struct ConfigJson {
     for_triggers: Vec<String>,
     against_triggers: Vec<String>,
@@ -45,6 +48,33 @@ pub(super) fn canonical_json(config: &OverlayConfig) -> String {
         theme: config.theme.as_str().to_owned(),
     }
     .serialize_json()
+}
+
+/// The inverse of [`canonical_json`] (a config from another node); `None` when it
+/// does not read as a valid config.
+pub(super) fn config_from_canonical(json: &str) -> Option<OverlayConfig> {
+    // nanoserde panics or loops on some malformed JSON: only well-formed text reaches it.
+    crate::chat::eventsub::json::top_level_fields(json).ok()?;
+    let j = std::panic::catch_unwind(|| ConfigJson::deserialize_json(json))
+        .ok()?
+        .ok()?;
+    let model = match (j.model.as_str(), j.memory_seconds, j.decay_speed) {
+        ("window", None, _) => Model::Window(Memory::Infinite),
+        ("window", Some(s), _) => Model::Window(Memory::Seconds(s)),
+        ("decay", _, Some(speed)) => Model::Decay { speed },
+        _ => return None,
+    };
+    let config = OverlayConfig {
+        for_triggers: j.for_triggers,
+        against_triggers: j.against_triggers,
+        for_label: j.for_label,
+        against_label: j.against_label,
+        model,
+        display_mode: DisplayMode::parse(&j.display_mode)?,
+        theme: Theme::parse(&j.theme)?,
+    };
+    config.validate().ok()?;
+    Some(config)
 }
 
 /// `(model, memory_seconds, decay_speed)` columns.
@@ -96,7 +126,8 @@ pub(super) fn write_config(
         ],
     )?;
     tx.execute(
-        "INSERT INTO config_history (streamer_id, version, saved_at, snapshot)
+        // OR REPLACE: a version saved concurrently on two nodes keeps the winner's text.
+        "INSERT OR REPLACE INTO config_history (streamer_id, version, saved_at, snapshot)
          VALUES (?1, ?2, ?3, ?4)",
         params![streamer_id, version, now, canonical_json(config)],
     )?;
@@ -105,7 +136,7 @@ pub(super) fn write_config(
 
 /// A streamer joined with its current config; `channel_from_row` reads it. Add filters.
 pub(super) const SELECT_CHANNEL: &str = "SELECT s.id, s.login, s.display_name, s.twitch_user_id,
-        s.overlay_token, c.version, c.for_triggers, c.against_triggers, c.for_label,
+        s.overlay_token, s.rev, s.rev_node, s.config_node, s.token_rev, s.token_node, c.version, c.for_triggers, c.against_triggers, c.for_label,
         c.against_label, c.model, c.memory_seconds, c.decay_speed, c.display_mode, c.theme
     FROM streamers s JOIN configs c ON c.streamer_id = s.id";
 

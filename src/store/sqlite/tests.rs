@@ -34,7 +34,7 @@ fn migrates_from_empty_and_reopens_idempotently() {
             .await
             .unwrap();
         assert_eq!(mode, "wal");
-        db.upsert_seed("alice", &seed("For")).await.unwrap();
+        db.upsert_seed("alice", &seed("For"), None).await.unwrap();
         db.close().await;
 
         let db = Db::open(&path).await.unwrap();
@@ -66,7 +66,7 @@ fn upsert_seed_creates_a_channel() {
     let dir = TempDir::new("sqlite-create");
     block_on_deadline(async {
         let db = Db::open(&dir.0.join("db")).await.unwrap();
-        let (streamer, config) = db.upsert_seed("alice", &seed("Yes!")).await.unwrap();
+        let (streamer, config) = db.upsert_seed("alice", &seed("Yes!"), None).await.unwrap();
         assert_eq!(streamer.login, "alice");
         assert_eq!(streamer.display_name, "alice");
         assert_eq!(streamer.twitch_user_id, None);
@@ -88,7 +88,7 @@ fn an_unchanged_file_keeps_dashboard_edits_and_an_edited_one_wins() {
     let path = dir.0.join("db");
     block_on_deadline(async {
         let db = Db::open(&path).await.unwrap();
-        let (streamer, _) = db.upsert_seed("alice", &seed("file")).await.unwrap();
+        let (streamer, _) = db.upsert_seed("alice", &seed("file"), None).await.unwrap();
         let edited = OverlayConfig {
             model: Model::Decay { speed: 0.5 },
             theme: Theme::Light,
@@ -104,14 +104,20 @@ fn an_unchanged_file_keeps_dashboard_edits_and_an_edited_one_wins() {
 
         // Restart with the same file: the dashboard save survives.
         let db = Db::open(&path).await.unwrap();
-        let (again, config) = db.upsert_seed("alice", &seed("file")).await.unwrap();
+        let (again, config) = db.upsert_seed("alice", &seed("file"), None).await.unwrap();
         assert_eq!((again.config_version, config), (2, edited));
         assert_eq!(again.overlay_token, streamer.overlay_token);
 
         // The file was edited: its config becomes version 3, once.
-        let (_, config) = db.upsert_seed("alice", &seed("file v2")).await.unwrap();
+        let (_, config) = db
+            .upsert_seed("alice", &seed("file v2"), None)
+            .await
+            .unwrap();
         assert_eq!(config, seed("file v2"));
-        let (again, _) = db.upsert_seed("alice", &seed("file v2")).await.unwrap();
+        let (again, _) = db
+            .upsert_seed("alice", &seed("file v2"), None)
+            .await
+            .unwrap();
         assert_eq!(again.config_version, 3);
         let actions: Vec<String> = db
             .recent_audit(10)
@@ -132,7 +138,7 @@ fn rotating_the_token_revokes_the_old_one() {
     let dir = TempDir::new("sqlite-rotate");
     block_on_deadline(async {
         let db = Db::open(&dir.0.join("db")).await.unwrap();
-        let (streamer, _) = db.upsert_seed("alice", &seed("For")).await.unwrap();
+        let (streamer, _) = db.upsert_seed("alice", &seed("For"), None).await.unwrap();
         let token = db.rotate_token(streamer.id, "dashboard").await.unwrap();
         assert_ne!(token, streamer.overlay_token);
         assert_eq!(
@@ -154,7 +160,7 @@ fn save_config_detects_a_conflict_and_keeps_history() {
     let dir = TempDir::new("sqlite-conflict");
     block_on_deadline(async {
         let db = Db::open(&dir.0.join("db")).await.unwrap();
-        let (streamer, _) = db.upsert_seed("alice", &seed("For")).await.unwrap();
+        let (streamer, _) = db.upsert_seed("alice", &seed("For"), None).await.unwrap();
         let infinite = OverlayConfig {
             model: Model::Window(Memory::Infinite),
             display_mode: DisplayMode::Split,
@@ -224,7 +230,7 @@ fn unknown_stored_values_fall_back_to_defaults() {
     let dir = TempDir::new("sqlite-fallback");
     block_on_deadline(async {
         let db = Db::open(&dir.0.join("db")).await.unwrap();
-        let (_, seeded) = db.upsert_seed("alice", &seed("For")).await.unwrap();
+        let (_, seeded) = db.upsert_seed("alice", &seed("For"), None).await.unwrap();
         db.call(|c| {
             c.execute(
                 "UPDATE configs SET theme = 'neon', display_mode = 'stacked',

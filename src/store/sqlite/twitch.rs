@@ -62,7 +62,7 @@ impl Db {
     /// row held it (the broadcaster renamed), that row lets go of it. False when
     /// no streamer has this login.
     pub async fn set_twitch_user_id(&self, login: &str, user_id: &str) -> Result<bool, StoreError> {
-        let (login, user_id) = (login.to_owned(), user_id.to_owned());
+        let (login, user_id, node) = (login.to_owned(), user_id.to_owned(), self.node_id());
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let now = now_ms();
@@ -70,6 +70,12 @@ impl Db {
                 "UPDATE streamers SET twitch_user_id = NULL, updated_at = ?3
                  WHERE twitch_user_id = ?1 AND login <> ?2",
                 params![user_id, login, now],
+            )?;
+            // A new value is a change other nodes take (the mesh replicates rows).
+            tx.execute(
+                "UPDATE streamers SET rev = rev + 1, rev_node = ?3
+                 WHERE login = ?2 AND twitch_user_id IS NOT ?1",
+                params![user_id, login, node as i64],
             )?;
             let found = tx.execute(
                 "UPDATE streamers SET twitch_user_id = ?1, updated_at = ?3 WHERE login = ?2",
@@ -208,8 +214,8 @@ mod tests {
             assert_eq!(db.conduit_id("app").await.unwrap().as_deref(), Some("c2"));
 
             let seed = crate::channel::OverlayConfig::default();
-            db.upsert_seed("alice", &seed).await.unwrap();
-            db.upsert_seed("bob", &seed).await.unwrap();
+            db.upsert_seed("alice", &seed, None).await.unwrap();
+            db.upsert_seed("bob", &seed, None).await.unwrap();
             assert!(db.set_twitch_user_id("alice", "1").await.unwrap());
             assert!(!db.set_twitch_user_id("nobody", "9").await.unwrap());
             // bob is alice renamed: the id moves.
