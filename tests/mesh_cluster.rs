@@ -202,3 +202,50 @@ fn metric(page: &str, series: &str) -> u64 {
         .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
+
+#[test]
+fn mesh_status_on_the_command_line_lists_every_member() {
+    run(TEST_TIMEOUT, async {
+        let nodes = trio().await;
+        let a = &nodes[0];
+        let status = |dir: &std::path::Path| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_chatpulse"))
+                .args(["mesh", "status", "--listen", &a.addr.to_string()])
+                .arg("--data-dir")
+                .arg(dir)
+                .env("CHATPULSE_LOG_LEVEL", "error")
+                .output()
+                .expect("run chatpulse mesh status")
+        };
+        let out = status(&a.data_dir);
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{table}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(table.contains("3 members, 3 alive"), "{table}");
+        for n in &nodes {
+            let id = format!("{:016x}", mesh(n).node());
+            assert!(table.contains(&id), "{id} missing:\n{table}");
+        }
+        assert!(table.contains("(this node)"), "{table}");
+
+        // Without the node's token file: refused, with a reason.
+        let elsewhere = crate::common::temp_dir("no-token");
+        let out = status(&elsewhere);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cli.token"));
+        // A wrong token is not an admin session.
+        let (code, _, _) = crate::common::http_raw(
+            a.addr,
+            b"GET /api/mesh HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("answer");
+        assert_eq!(code, 401);
+        for n in nodes {
+            n.stop().await;
+        }
+    });
+}

@@ -84,6 +84,9 @@ pub struct Auth {
     pub limiter: RateLimiter,
     /// Twitch mode only.
     pub oauth: Option<OAuthClient>,
+    /// Lets `chatpulse mesh status` on this machine read `/api/mesh`; also in
+    /// `<data_dir>/cli.token` (mode 0600). Empty when it could not be written.
+    pub cli_token: String,
     max_age: Duration,
     /// Signed-out session id → its expiry (unix s).
     revoked: Mutex<HashMap<String, u64>>,
@@ -116,8 +119,14 @@ impl Auth {
             AuthMode::Twitch => Some(oauth_client(config)?),
         };
         let l = &config.limits;
+        let cli_token = crate::cli::mesh_status::write_token(&config.data_dir)
+            .inspect_err(|e| {
+                log::warn!("auth: cannot write the CLI token ({e}); `chatpulse mesh status` will be refused")
+            })
+            .unwrap_or_default();
         Ok(Auth {
             mode: config.auth.mode,
+            cli_token,
             keys: SessionKey::new(secret.as_bytes()),
             cipher: config.auth.encryption_key.as_ref().map(TokenCipher::new),
             limiter: RateLimiter::new(
@@ -136,6 +145,15 @@ impl Auth {
             test_votes: AtomicU64::new(0),
             signed_in: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// `Authorization: Bearer <cli token>` (constant time; never with an empty token).
+    pub fn cli_token_ok(&self, authorization: Option<&str>) -> bool {
+        let given = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("");
+        !self.cli_token.is_empty()
+            && encoding::constant_time_eq(given.trim().as_bytes(), self.cli_token.as_bytes())
     }
 
     pub fn max_age(&self) -> Duration {

@@ -1,10 +1,13 @@
 //! The command line: `serve`, `demo`, `check-config`, `admin set-password`,
-//! `--version`, `--help`, each taking `--config`, `--listen` and `--data-dir`.
+//! `mesh status` ([`mesh_status`]), `--version`, `--help`, each taking
+//! `--config`, `--listen` and `--data-dir`.
 //! Also the signal handling of a running node (first SIGTERM/SIGINT drains,
 //! second exits) and the admin password shown once at a home node's first start.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+
+pub mod mesh_status;
 
 use crate::config::{self, Config, Overrides};
 use crate::server::{Mode, Server};
@@ -23,6 +26,9 @@ COMMANDS:
     admin set-password
                    set the dashboard's admin password (home mode): one line on
                    stdin, or --password-file PATH; at least 10 characters
+    mesh status    the cluster as the node on this machine sees it: members,
+                   states, round trips (reads <data-dir>/cli.token: run it as
+                   the node's user, with the node's --config/--data-dir)
 
 OPTIONS:
     --config PATH     TOML config file (env CHATPULSE_CONFIG)
@@ -43,6 +49,8 @@ pub enum Command {
     SetPassword {
         password_file: Option<PathBuf>,
     },
+    /// `mesh status`
+    MeshStatus,
     Version,
     Help,
 }
@@ -84,6 +92,14 @@ pub fn parse(
                             password_file: None,
                         }
                     }
+                    "mesh" => {
+                        let sub = parser.value().map_err(usage)?.string().map_err(usage)?;
+                        if sub != "status" {
+                            let msg = format!("unknown mesh command '{sub}'\n\n{HELP}");
+                            return Err(Error::Usage(msg));
+                        }
+                        Command::MeshStatus
+                    }
                     other => {
                         return Err(Error::Usage(format!("unknown command '{other}'\n\n{HELP}")));
                     }
@@ -121,6 +137,7 @@ pub fn run(command: Command, mut config: Config) -> Result<(), Error> {
             config.server.listen
         ),
         Command::SetPassword { password_file } => set_password(&config, password_file.as_deref())?,
+        Command::MeshStatus => mesh_status::run(&config)?,
         Command::Serve | Command::Demo => {
             let mode = if command == Command::Demo {
                 Mode::Demo
