@@ -149,6 +149,20 @@ impl App {
         let _ = self.channels_changed_tx.try_send(());
     }
 
+    /// The channels whose chat this node reads from an IRC or EventSub WebSocket
+    /// source: all of them alone; in a cluster, those it owns (rendezvous hashing
+    /// over the live members, as for counting), so each channel is read by one
+    /// node and moves to another within seconds when its reader leaves or fails.
+    pub fn chat_channels(&self) -> std::collections::BTreeSet<String> {
+        let mesh = self.mesh();
+        self.hub
+            .streamers()
+            .into_iter()
+            .map(|s| s.login)
+            .filter(|login| mesh.as_ref().is_none_or(|m| m.owner(login) == m.node()))
+            .collect()
+    }
+
     /// Receives a message after the channel list changed (see [`App::serve_streamer`]).
     pub fn channel_changes(&self) -> Receiver<()> {
         self.channels_changed_rx.clone()

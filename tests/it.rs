@@ -13,6 +13,7 @@ mod lifecycle;
 mod mesh;
 mod mesh_cluster;
 mod mesh_replica;
+mod mesh_sources;
 mod nginx;
 mod overlay;
 mod partition;

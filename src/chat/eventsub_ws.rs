@@ -42,9 +42,11 @@ const SCOPE: &str = "user:read:chat";
 const VALIDATE_EVERY: Duration = Duration::from_secs(3600);
 /// After a validation that failed for network reasons, try again this soon.
 const VALIDATE_RETRY: Duration = Duration::from_secs(60);
-/// How often the hub's channel list is compared with the subscribed one, so a
-/// channel added at runtime gets its chat within this long.
-const CHANNEL_SYNC_EVERY: Duration = Duration::from_secs(15);
+/// How often the channels this node reads ([`App::chat_channels`]) are
+/// compared with the subscribed ones: a channel added at runtime, or handed to
+/// this node when a cluster member joined or failed, gets its chat within this
+/// long. Only a set comparison when nothing changed.
+const CHANNEL_SYNC_EVERY: Duration = Duration::from_secs(2);
 /// A bad token or missing scope needs a person; retry slowly.
 const AUTH_BACKOFF: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(1800));
 /// A run that lasted this long worked: the next failure starts the backoff over.
@@ -291,7 +293,7 @@ async fn watch_channels(app: &App, current: BTreeSet<String>) -> Stop {
 }
 
 fn channel_logins(app: &App) -> BTreeSet<String> {
-    app.hub.streamers().into_iter().map(|s| s.login).collect()
+    app.chat_channels()
 }
 
 /// Pairs logins with the ids Helix returned, in login order; logs the unknown.

@@ -135,6 +135,11 @@ impl FakeIrc {
         self.lock().accepted
     }
 
+    /// Ids of the connections open now.
+    pub fn open_conns(&self) -> Vec<usize> {
+        self.lock().clients.iter().map(|(id, _)| *id).collect()
+    }
+
     /// Connections open now.
     pub fn connected(&self) -> usize {
         self.lock().clients.len()

@@ -34,9 +34,11 @@ const JOIN_BATCH: usize = 20;
 const JOIN_WINDOW: Duration = Duration::from_secs(11);
 /// Keeps a JOIN/PART line under IRC's 512 bytes (with room for CRLF).
 const MAX_COMMAND_LINE: usize = 500;
-/// How often the joined set is compared with the hub's channels, so a channel
-/// added at runtime gets its chat within this long.
-const CHANNEL_SYNC_EVERY: Duration = Duration::from_secs(15);
+/// How often the joined set is compared with the channels this node reads
+/// ([`App::chat_channels`]): a channel added at runtime, or handed to this node
+/// when a cluster member joined or failed, is joined within this long (then
+/// at Twitch's JOIN pace). Only a set comparison when nothing changed.
+const CHANNEL_SYNC_EVERY: Duration = Duration::from_secs(2);
 /// One socket read.
 const READ_CHUNK: usize = 4096;
 
@@ -302,8 +304,7 @@ impl Joins {
         let now = Instant::now();
         if self.next_sync.is_none_or(|t| now >= t) {
             self.next_sync = Some(now + CHANNEL_SYNC_EVERY);
-            let wanted: BTreeSet<String> =
-                app.hub.streamers().into_iter().map(|s| s.login).collect();
+            let wanted: BTreeSet<String> = app.chat_channels();
             let gone: Vec<String> = self.joined.difference(&wanted).cloned().collect();
             for line in command_lines("PART", &gone, usize::MAX) {
                 send(stream, &line).await?;
