@@ -249,3 +249,28 @@ fn mesh_status_on_the_command_line_lists_every_member() {
         }
     });
 }
+
+#[test]
+fn readiness_shows_the_mesh_and_a_lone_node_stays_ready() {
+    run(TEST_TIMEOUT, async {
+        let mut nodes = trio().await;
+        let (status, _, body) = crate::common::get(nodes[0].addr, "/health/ready").await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("\"mesh\":{\"members\":3,\"live\":3}"),
+            "{body}"
+        );
+        let a = nodes.remove(0);
+        for n in nodes {
+            n.stop().await;
+        }
+        eventually("A alone", CONVERGE, || {
+            (mesh(&a).live().len() == 1).then_some(())
+        })
+        .await;
+        let (status, _, body) = crate::common::get(a.addr, "/health/ready").await;
+        assert_eq!(status, 200, "a lone node still serves: {body}");
+        assert!(body.contains("\"live\":1"), "{body}");
+        a.stop().await;
+    });
+}

@@ -235,9 +235,22 @@ fn live(app: &App) -> Response {
     json_status(200, format!("{{\"status\":\"ok\",\"uptime\":{uptime:.3}}}"))
 }
 
+/// Ready does not depend on the mesh: a node that lost its peers keeps serving
+/// its overlays on its own. The body says how many members it sees.
 fn ready(app: &App) -> Response {
     match app.readiness() {
-        Ok(()) => json_status(200, "{\"status\":\"ready\"}".into()),
+        Ok(()) => match app.mesh() {
+            None => json_status(200, "{\"status\":\"ready\"}".into()),
+            Some(mesh) => {
+                let members = mesh.members();
+                let live = members.iter().filter(|m| m.state.is_live()).count();
+                let body = format!(
+                    "{{\"status\":\"ready\",\"mesh\":{{\"members\":{},\"live\":{live}}}}}",
+                    members.len()
+                );
+                json_status(200, body)
+            }
+        },
         Err((check, error)) => json_status(
             503,
             format!(
