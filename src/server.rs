@@ -314,6 +314,7 @@ fn start_mesh(app: &Arc<App>, ex: &Arc<Executor<'static>>) -> Result<Option<Rece
     }
     let mut mesh_config = MeshConfig::new(listen, seeds, secret.clone());
     mesh_config.advertise = cfg.advertise;
+    mesh_config.tls = mesh_tls(cfg)?;
     let (tx, rx) = smol::channel::bounded(1);
     let handler = Arc::new(ClusterHandler::new(app, tx));
     let mesh = Mesh::start(mesh_config, app.state.node_id(), handler, ex)
@@ -325,6 +326,28 @@ fn start_mesh(app: &Arc<App>, ex: &Arc<Executor<'static>>) -> Result<Option<Rece
     );
     app.hub.attach_mesh(Arc::new(mesh));
     Ok(Some(rx))
+}
+
+/// `[mesh] tls_*` as the mesh needs it (checked at start: a bad file stops the
+/// node with the key at fault, like `[tls]`).
+fn mesh_tls(cfg: &crate::config::MeshSection) -> Result<Option<crate::mesh::MeshTls>, Error> {
+    let (Some(cert), Some(key), Some(ca)) = (&cfg.tls_cert, &cfg.tls_key, &cfg.tls_ca) else {
+        return Ok(None);
+    };
+    let (server, client) = crate::tls::mesh_configs(cert, key, ca).map_err(tls_error)?;
+    let name = rustls_pki_types::ServerName::try_from(cfg.tls_name.clone()).map_err(|e| {
+        Error::Config(ConfigError::File {
+            key: "mesh.tls_name".into(),
+            path: cert.clone(),
+            message: e.to_string(),
+        })
+    })?;
+    log::info!("mesh: mutual TLS, peers verified as {}", cfg.tls_name);
+    Ok(Some(crate::mesh::MeshTls {
+        server,
+        client,
+        name,
+    }))
 }
 
 /// What [`run`] accepts on: `server.listen`, and the plain-HTTP redirect

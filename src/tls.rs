@@ -126,6 +126,66 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
     Ok(Arc::new(config))
 }
 
+/// Mutual TLS between mesh nodes, TLS 1.3 only: each side presents its chain
+/// from `cert`/`key` and accepts only a peer whose certificate chains to `ca`
+/// (the embedded public roots play no part) and, for the dialed side, carries
+/// `name`. Returns the acceptor's and the dialer's config.
+pub fn mesh_configs(
+    cert: &Path,
+    key: &Path,
+    ca: &Path,
+) -> Result<(Arc<ServerConfig>, Arc<ClientConfig>), TlsFileError> {
+    let err = |which, path: &Path, message: String| TlsFileError {
+        key: which,
+        path: path.to_path_buf(),
+        message,
+    };
+    let pem = |which, path: &Path, e: TlsError| match e {
+        TlsError::Pem(_, m) => err(which, path, m),
+        other => err(which, path, other.to_string()),
+    };
+    let certs = read_certs(cert).map_err(|e| pem("mesh.tls_cert", cert, e))?;
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| err("mesh.tls_key", key, e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    for c in read_certs(ca).map_err(|e| pem("mesh.tls_ca", ca, e))? {
+        roots
+            .add(c)
+            .map_err(|e| err("mesh.tls_ca", ca, e.to_string()))?;
+    }
+    let roots = Arc::new(roots);
+    let tls13 = [&rustls::version::TLS13];
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), provider())
+            .build()
+            .map_err(|e| err("mesh.tls_ca", ca, e.to_string()))?;
+    let server = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&tls13)
+        .map_err(|e| err("mesh.tls_cert", cert, e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs.clone(), private.clone_key())
+        .map_err(|e| {
+            err(
+                "mesh.tls_key",
+                key,
+                format!("does not match mesh.tls_cert: {e}"),
+            )
+        })?;
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&tls13)
+        .map_err(|e| err("mesh.tls_cert", cert, e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, private)
+        .map_err(|e| {
+            err(
+                "mesh.tls_key",
+                key,
+                format!("does not match mesh.tls_cert: {e}"),
+            )
+        })?;
+    Ok((Arc::new(server), Arc::new(client)))
+}
+
 /// The built-in HTTPS certificate: the files it came from and the config
 /// built from them, swapped whole on [`TlsSlot::reload`].
 pub struct TlsSlot {
@@ -203,6 +263,16 @@ pub type Conn = Stream<futures_rustls::server::TlsStream<TcpStream>>;
 impl<T> Stream<T> {
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
+    }
+}
+
+impl Stream<futures_rustls::TlsStream<TcpStream>> {
+    /// The TCP socket under it (socket options; the TLS state stays put).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
     }
 }
 

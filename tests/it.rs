@@ -14,6 +14,7 @@ mod mesh;
 mod mesh_cluster;
 mod mesh_replica;
 mod mesh_sources;
+mod mesh_tls;
 mod nginx;
 mod overlay;
 mod partition;

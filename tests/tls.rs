@@ -20,7 +20,9 @@ use futures_util::StreamExt;
 use nanoserde::DeJson;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{self, Frame, ONE_CHANNEL, TEST_TIMEOUT, TestServer, run, temp_dir};
+use crate::common::{
+    self, Frame, ONE_CHANNEL, TEST_TIMEOUT, TestServer, openssl, openssl_available, run, temp_dir,
+};
 
 const HSTS: &str = "strict-transport-security: max-age=63072000";
 
@@ -208,22 +210,6 @@ fn bad_cert_or_key_refused_at_start_naming_the_key() {
     assert!(half.to_string().contains("tls.key"), "{half}");
 }
 
-fn openssl_available() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CHATPULSE_TEST_REQUIRE_TOOLS").is_err(),
-            "openssl required (CHATPULSE_TEST_REQUIRE_TOOLS; Debian package openssl)"
-        );
-        eprintln!("SKIPPED: openssl not installed (Debian package openssl)");
-    }
-    ok
-}
-
 /// `openssl s_client` with `version_flag`; true when a session was established.
 async fn s_client(addr: SocketAddr, version_flag: &'static str) -> bool {
     smol::unblock(move || {
@@ -254,19 +240,6 @@ fn tls_1_1_refused_1_2_accepted() {
         );
         srv.stop().await;
     });
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A second CA (`ca2.pem`) and a localhost leaf it signed (`cert2.pem`, `key2.pem`).

@@ -91,6 +91,10 @@ pub(super) const KEYS: &[Key] = &[
     key!(mesh.advertise, opt_socket_addr),
     key!(mesh.seeds, socket_addrs),
     key!(mesh.secret, opt_mesh_secret),
+    key!(mesh.tls_cert, opt_path),
+    key!(mesh.tls_key, opt_path),
+    key!(mesh.tls_ca, opt_path),
+    key!(mesh.tls_name, dns_name),
     key!(tls.cert, opt_path),
     key!(tls.key, opt_path),
     key!(tls.redirect_listen, opt_socket_addr),
@@ -360,6 +364,16 @@ fn host_port(v: Raw) -> Result<String, String> {
     let expected = "host:port, like irc.chat.twitch.tv:6697";
     match s.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => Ok(s.to_string()),
+        _ => Err(expected.into()),
+    }
+}
+
+/// A DNS name a certificate can carry (what mesh peers verify each other as).
+fn dns_name(v: Raw) -> Result<String, String> {
+    let s = text(v)?.trim();
+    let expected = "a DNS name like chatpulse-mesh";
+    match rustls_pki_types::ServerName::try_from(s) {
+        Ok(rustls_pki_types::ServerName::DnsName(_)) => Ok(s.to_string()),
         _ => Err(expected.into()),
     }
 }

@@ -223,7 +223,7 @@ impl fmt::Debug for AuthConfig {
 }
 
 /// `[mesh]`: the cluster this node belongs to. No mesh unless `listen` is set.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct MeshSection {
     /// Where other nodes connect (mesh traffic only, not HTTP).
     pub listen: Option<SocketAddr>,
@@ -233,6 +233,32 @@ pub struct MeshSection {
     pub seeds: Vec<SocketAddr>,
     /// Shared by every node, at least [`crate::mesh::MIN_SECRET_LEN`] bytes.
     pub secret: Option<String>,
+    /// Mutual TLS between nodes: this node's certificate chain and key, and the
+    /// CA every node's certificate must chain to. All three, or none.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    /// The name every node's certificate carries and peers verify (nodes dial
+    /// each other by address, so one shared name instead of per-node ones).
+    pub tls_name: String,
+}
+
+/// The name mesh certificates carry unless `mesh.tls_name` says otherwise.
+pub const DEFAULT_MESH_TLS_NAME: &str = "chatpulse-mesh";
+
+impl Default for MeshSection {
+    fn default() -> Self {
+        MeshSection {
+            listen: None,
+            advertise: None,
+            seeds: Vec::new(),
+            secret: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_name: DEFAULT_MESH_TLS_NAME.into(),
+        }
+    }
 }
 
 /// The secret stays out of logs and panic messages.
@@ -243,6 +269,10 @@ impl fmt::Debug for MeshSection {
             .field("advertise", &self.advertise)
             .field("seeds", &self.seeds)
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_name", &self.tls_name)
             .finish()
     }
 }
@@ -494,12 +524,24 @@ pub fn load(overrides: &Overrides, env: &[(String, String)]) -> Result<Config, C
 
 /// A mesh cannot run without its shared secret.
 fn check_mesh(m: &MeshSection) -> Result<(), ConfigError> {
-    match (m.listen, &m.secret) {
-        (Some(_), None) => Err(ConfigError::Missing {
+    if let (Some(_), None) = (m.listen, &m.secret) {
+        return Err(ConfigError::Missing {
             key: "mesh.secret (mesh.listen is set)".into(),
-        }),
-        _ => Ok(()),
+        });
     }
+    let set = [&m.tls_cert, &m.tls_key, &m.tls_ca].map(Option::is_some);
+    if set.contains(&true) && set.contains(&false) {
+        let missing: Vec<&str> = ["mesh.tls_cert", "mesh.tls_key", "mesh.tls_ca"]
+            .into_iter()
+            .zip(set)
+            .filter(|(_, is_set)| !is_set)
+            .map(|(key, _)| key)
+            .collect();
+        return Err(ConfigError::Missing {
+            key: format!("{} (mesh TLS needs all three files)", missing.join(" and ")),
+        });
+    }
+    Ok(())
 }
 
 /// A certificate needs its key (and the reverse); a redirect needs HTTPS to point at.

@@ -59,13 +59,18 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 /// One accepted connection: handshake, then hand each frame to its consumer.
-async fn inbound(shared: Arc<Shared>, mut stream: TcpStream, from: SocketAddr) {
-    let accepted = match shared.me() {
-        Some(me) => peer::accept(&mut stream, &shared.key, &me).await,
-        None => Err(LinkError::Protocol("not started".into())),
+async fn inbound(shared: Arc<Shared>, tcp: TcpStream, from: SocketAddr) {
+    let handshake = async {
+        let me = shared
+            .me()
+            .ok_or_else(|| LinkError::Protocol("not started".into()))?;
+        let mut stream = peer::secure(tcp, shared.tls.as_ref()).await?;
+        let (peer, session) = peer::accept(&mut stream, &shared.key, &me).await?;
+        Ok::<_, LinkError>((stream, peer, session))
     };
+    let accepted = handshake.await;
     shared.handshaking.fetch_sub(1, Ordering::SeqCst);
-    let (peer, session) = match accepted {
+    let (stream, peer, session) = match accepted {
         Ok(accepted) => accepted,
         Err(e) => return peer::note_refusal(&shared.counters, from, &e, true),
     };
@@ -216,7 +221,7 @@ pub(crate) async fn join_loop(shared: Arc<Shared>) {
                 .collect();
             for seed in seeds {
                 let Some(me) = shared.me() else { break };
-                match peer::dial(seed, &shared.key, &me).await {
+                match peer::dial(seed, &shared.key, &me, shared.tls.as_ref()).await {
                     Ok((stream, found, session)) => {
                         shared.adopt(found.clone(), stream, session);
                         let _ = shared.swim_tx.send(Input::Announce(found)).await;

@@ -35,7 +35,9 @@
 //! key and implicit sequence numbers): a node without the secret is refused at
 //! its first frame, learns nothing but a random nonce (not even our node id) and
 //! changes nothing, and recorded frames cannot be replayed. Frames are not
-//! encrypted: confidentiality needs the optional TLS of the wiring step. Frames
+//! encrypted unless `[mesh] tls_*` is set: then every connection is mutual TLS
+//! 1.3 with certificates from one private CA ([`MeshTls`]), under the same
+//! authenticated frames. Frames
 //! are capped ([`wire::MAX_FRAME`], and 4 KiB before the handshake, with at most
 //! 64 handshakes at once); garbage ends the connection and is counted. Each peer
 //! has a bounded queue; a peer that does not keep up is dropped, never waited for.
@@ -72,6 +74,7 @@ use smol::net::TcpListener;
 
 pub use counters::MeshCounters;
 pub use membership::{MemberEvent, MemberInfo, MemberState, SwimTiming};
+pub use peer::MeshTls;
 pub use wire::{Blob, Frame, FrameKind, List, MeshKey, PresenceEntry, Text, WireError};
 
 use crate::sentiment::NodeId;
@@ -101,6 +104,8 @@ pub struct MeshConfig {
     pub timing: SwimTiming,
     /// Frames queued per peer ([`DEFAULT_PEER_QUEUE`]).
     pub peer_queue: usize,
+    /// Mutual TLS on every mesh connection (`[mesh] tls_*`); `None`: plain TCP.
+    pub tls: Option<MeshTls>,
 }
 
 impl MeshConfig {
@@ -112,6 +117,7 @@ impl MeshConfig {
             secret: secret.into(),
             timing: SwimTiming::default(),
             peer_queue: DEFAULT_PEER_QUEUE,
+            tls: None,
         }
     }
 }
@@ -125,6 +131,7 @@ impl std::fmt::Debug for MeshConfig {
             .field("secret", &"<redacted>")
             .field("timing", &self.timing)
             .field("peer_queue", &self.peer_queue)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -208,6 +215,7 @@ impl Mesh {
             config.seeds.clone(),
             config.peer_queue,
             handler,
+            config.tls.clone(),
             ex,
             swim_tx,
         ));

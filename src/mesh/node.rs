@@ -23,7 +23,7 @@ use smol::net::TcpStream;
 
 use super::counters::MeshCounters;
 use super::membership::{MemberEvent, MemberInfo};
-use super::peer;
+use super::peer::{self, MeshStream, MeshTls};
 use super::swim::Ident;
 use super::wire::{self, Blob, Frame, MeshKey};
 use super::{MeshHandler, SendError};
@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub queue_len: usize,
     pub handler: Arc<dyn MeshHandler>,
     pub counters: Arc<MeshCounters>,
+    /// Mutual TLS on every connection when `[mesh] tls_*` is set.
+    pub tls: Option<MeshTls>,
     pub ex: Weak<Executor<'static>>,
     pub view: Mutex<View>,
     links: Mutex<HashMap<NodeId, Link>>,
@@ -92,6 +94,7 @@ impl Shared {
         seeds: Vec<SocketAddr>,
         queue_len: usize,
         handler: Arc<dyn MeshHandler>,
+        tls: Option<MeshTls>,
         ex: &Arc<Executor<'static>>,
         swim_tx: Sender<Input>,
     ) -> Shared {
@@ -102,6 +105,7 @@ impl Shared {
             queue_len: queue_len.max(2),
             handler,
             counters: Arc::new(MeshCounters::new()),
+            tls,
             ex: Arc::downgrade(ex),
             view: Mutex::new(View::default()),
             links: Mutex::new(HashMap::new()),
@@ -170,7 +174,7 @@ impl Shared {
 
     /// A new outbound link; `connected` is a stream already past the handshake
     /// and its session key (a seed we just dialed), else the task dials `peer.addr`.
-    fn open_link(self: &Arc<Self>, peer: Ident, connected: Option<(TcpStream, MeshKey)>) -> Link {
+    fn open_link(self: &Arc<Self>, peer: Ident, connected: Option<(MeshStream, MeshKey)>) -> Link {
         let (queue, rx) = channel::bounded(self.queue_len);
         let (stop, stopped) = channel::bounded::<()>(1);
         let pending = Arc::new(AtomicUsize::new(0));
@@ -213,7 +217,7 @@ impl Shared {
     }
 
     /// Installs a connection to a seed that already completed its handshake.
-    pub fn adopt(self: &Arc<Self>, peer: Ident, stream: TcpStream, session: MeshKey) {
+    pub fn adopt(self: &Arc<Self>, peer: Ident, stream: MeshStream, session: MeshKey) {
         let link = self.open_link(peer.clone(), Some((stream, session)));
         lock(&self.links).insert(peer.node, link);
     }
@@ -261,7 +265,7 @@ impl Shared {
 async fn outbound(
     shared: Arc<Shared>,
     peer: Ident,
-    connected: Option<(TcpStream, MeshKey)>,
+    connected: Option<(MeshStream, MeshKey)>,
     queue: Receiver<Arc<[u8]>>,
     written: Arc<AtomicUsize>,
     held: Arc<Mutex<Option<TcpStream>>>,
@@ -270,7 +274,7 @@ async fn outbound(
         Some(connected) => connected,
         None => {
             let Some(me) = shared.me() else { return };
-            match peer::dial(peer.addr, &shared.key, &me).await {
+            match peer::dial(peer.addr, &shared.key, &me, shared.tls.as_ref()).await {
                 Ok((stream, found, session)) if found.node == peer.node => (stream, session),
                 Ok((_, found, _)) => {
                     shared.counters.dial_failures.inc();
@@ -294,7 +298,7 @@ async fn outbound(
             }
         }
     };
-    *lock(&held) = Some(stream.clone());
+    *lock(&held) = Some(stream.tcp().clone());
     shared.counters.connections.inc();
     shared.handler.on_member(MemberEvent::LinkUp(peer.node));
     if let Err(e) = peer::write_loop(stream, session, queue, written).await {

@@ -32,6 +32,17 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
+/// A mesh connection: plain TCP, or mutual TLS (`[mesh] tls_*`) over TCP.
+pub(crate) type MeshStream = crate::tls::Stream<futures_rustls::TlsStream<TcpStream>>;
+
+/// The mesh's TLS settings: both sides' configs and the name peers verify.
+#[derive(Clone)]
+pub struct MeshTls {
+    pub server: Arc<futures_rustls::rustls::ServerConfig>,
+    pub client: Arc<futures_rustls::rustls::ClientConfig>,
+    pub name: rustls_pki_types::ServerName<'static>,
+}
+
 use super::counters::MeshCounters;
 use super::swim::Ident;
 use super::wire::{
@@ -60,6 +71,9 @@ pub(crate) enum LinkError {
     SelfDial,
     /// A `Hello` that does not echo this connection's nonce: recorded and replayed.
     Replay,
+    /// The mesh TLS handshake failed (no or an untrusted certificate, or TLS
+    /// where plain TCP was expected, or the reverse).
+    Tls(io::Error),
 }
 
 impl std::fmt::Display for LinkError {
@@ -74,6 +88,7 @@ impl std::fmt::Display for LinkError {
             LinkError::Protocol(what) => write!(f, "protocol error: {what}"),
             LinkError::SelfDial => write!(f, "that address is this node"),
             LinkError::Replay => write!(f, "Hello does not answer this connection's challenge"),
+            LinkError::Tls(e) => write!(f, "mesh TLS: {e}"),
         }
     }
 }
@@ -116,6 +131,13 @@ pub(crate) fn note_refusal(
             counters.auth_failures.inc();
             log::warn!("mesh: refused {from}: {e}; check that [mesh] secret matches");
         }
+        LinkError::Tls(_) => {
+            counters.auth_failures.inc();
+            log::warn!(
+                "mesh: refused {from}: {e}; check that every node has mesh.tls_* set, with a \
+                 certificate from mesh.tls_ca"
+            );
+        }
         LinkError::Wire(WireError::Version(v)) => {
             counters.version_mismatches.inc();
             log::warn!(
@@ -141,7 +163,9 @@ pub(crate) fn note_refusal(
 pub(crate) fn note_dial_failure(counters: &MeshCounters, e: &LinkError) -> bool {
     counters.dial_failures.inc();
     match e {
-        LinkError::Wire(WireError::BadTag) | LinkError::Replay => counters.auth_failures.inc(),
+        LinkError::Wire(WireError::BadTag) | LinkError::Replay | LinkError::Tls(_) => {
+            counters.auth_failures.inc()
+        }
         LinkError::Wire(WireError::Version(_)) => counters.version_mismatches.inc(),
         LinkError::Wire(_) | LinkError::Protocol(_) => counters.bad_frames.inc(),
         LinkError::Io(_) | LinkError::Timeout(_) | LinkError::SelfDial => return false,
@@ -152,7 +176,7 @@ pub(crate) fn note_dial_failure(counters: &MeshCounters, e: &LinkError) -> bool 
 /// Reads the `seq`-th frame of a connection, refusing a length above `limit`
 /// before allocating.
 pub(crate) async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut MeshStream,
     key: &MeshKey,
     seq: u64,
     limit: usize,
@@ -166,7 +190,7 @@ pub(crate) async fn read_frame(
 }
 
 async fn write_frame(
-    stream: &mut TcpStream,
+    stream: &mut MeshStream,
     key: &MeshKey,
     seq: u64,
     frame: &Frame,
@@ -233,12 +257,25 @@ pub(crate) async fn dial(
     addr: SocketAddr,
     key: &MeshKey,
     me: &Ident,
-) -> Result<(TcpStream, Ident, MeshKey), LinkError> {
-    let mut stream = within(DIAL_TIMEOUT, "connecting", async {
+    tls: Option<&MeshTls>,
+) -> Result<(MeshStream, Ident, MeshKey), LinkError> {
+    let tcp = within(DIAL_TIMEOUT, "connecting", async {
         Ok(TcpStream::connect(addr).await?)
     })
     .await?;
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut stream = match tls {
+        None => MeshStream::Plain(tcp),
+        Some(t) => {
+            let connector = futures_rustls::TlsConnector::from(Arc::clone(&t.client));
+            let s = within(HANDSHAKE_TIMEOUT, "in the TLS handshake", async {
+                let name = t.name.clone();
+                connector.connect(name, tcp).await.map_err(LinkError::Tls)
+            })
+            .await?;
+            MeshStream::Tls(Box::new(futures_rustls::TlsStream::Client(s)))
+        }
+    };
     let (peer, session) = within(HANDSHAKE_TIMEOUT, "in the handshake", async {
         let Frame::Challenge { nonce: theirs } = read_frame(&mut stream, key, 0, MAX_HELLO).await?
         else {
@@ -257,14 +294,30 @@ pub(crate) async fn dial(
     Ok((stream, peer, session))
 }
 
+/// An accepted socket, after the mesh TLS handshake when `tls` is set (bounded
+/// like the rest of the handshake).
+pub(crate) async fn secure(tcp: TcpStream, tls: Option<&MeshTls>) -> Result<MeshStream, LinkError> {
+    let _ = tcp.set_nodelay(true);
+    let Some(t) = tls else {
+        return Ok(MeshStream::Plain(tcp));
+    };
+    let acceptor = futures_rustls::TlsAcceptor::from(Arc::clone(&t.server));
+    let s = within(HANDSHAKE_TIMEOUT, "in the TLS handshake", async {
+        acceptor.accept(tcp).await.map_err(LinkError::Tls)
+    })
+    .await?;
+    Ok(MeshStream::Tls(Box::new(
+        futures_rustls::TlsStream::Server(s),
+    )))
+}
+
 /// Runs the acceptor's side of the handshake: the peer that will send on this
 /// connection, and the connection's session key.
 pub(crate) async fn accept(
-    stream: &mut TcpStream,
+    stream: &mut MeshStream,
     key: &MeshKey,
     me: &Ident,
 ) -> Result<(Ident, MeshKey), LinkError> {
-    let _ = stream.set_nodelay(true);
     within(HANDSHAKE_TIMEOUT, "waiting for Hello", async {
         let ours = fresh_nonce()?;
         write_frame(stream, key, 0, &Frame::Challenge { nonce: ours }).await?;
@@ -286,12 +339,12 @@ pub(crate) async fn accept(
 /// session key and its sequence number. `written` counts down as frames reach
 /// the socket.
 pub(crate) async fn write_loop(
-    stream: TcpStream,
+    stream: MeshStream,
     session: MeshKey,
     queue: Receiver<Arc<[u8]>>,
     written: Arc<AtomicUsize>,
 ) -> Result<(), LinkError> {
-    let mut writer = stream.clone();
+    let (mut reader, mut writer) = smol::io::split(stream);
     let write = async {
         let mut batch = Vec::new();
         let mut seq = 0u64;
@@ -309,12 +362,12 @@ pub(crate) async fn write_loop(
                 frames += 1;
             }
             writer.write_all(&batch).await?;
+            writer.flush().await?;
             written.fetch_sub(frames, Ordering::SeqCst);
         }
         Ok(())
     };
     // Nothing may arrive on a connection we dialed; reading only notices its end.
-    let mut reader = stream;
     let watch = async {
         let mut byte = [0u8; 1];
         match reader.read(&mut byte).await? {
@@ -328,7 +381,7 @@ pub(crate) async fn write_loop(
 /// Reads frames (tagged with the session key, numbered from 0) until the peer
 /// leaves or misbehaves; `on_frame` may end the connection by returning an error.
 pub(crate) async fn read_loop(
-    mut stream: TcpStream,
+    mut stream: MeshStream,
     session: &MeshKey,
     mut on_frame: impl FnMut(Frame) -> Result<(), LinkError>,
 ) -> Result<(), LinkError> {

@@ -348,3 +348,35 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     .await
     .expect("response")
 }
+
+/// Whether `openssl` runs here; without it a test skips loudly, or fails when
+/// CHATPULSE_TEST_REQUIRE_TOOLS is set.
+pub fn openssl_available() -> bool {
+    let ok = std::process::Command::new("openssl")
+        .arg("version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CHATPULSE_TEST_REQUIRE_TOOLS").is_err(),
+            "openssl required (CHATPULSE_TEST_REQUIRE_TOOLS; Debian package openssl)"
+        );
+        eprintln!("SKIPPED: openssl not installed (Debian package openssl)");
+    }
+    ok
+}
+
+/// Runs `openssl ARGS` in `dir`; panics with its stderr on failure.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
