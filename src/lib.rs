@@ -9,24 +9,24 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`cli`] | command line → a command to run; signal handling |
+//! | [`cli`] | command line → a command to run; signal handling; `mesh status` (`cli/mesh_status.rs`) |
 //! | [`config`] | TOML file + `CHATPULSE_*` env → validated [`config::Config`] |
 //! | [`logger`] | the `log` backend (text or JSON lines on stderr) |
 //! | [`server`] | a node's lifecycle: startup story, loops, graceful shutdown |
 //! | [`app`] | the services of one node, shared by `Arc<App>` |
-//! | [`bench`] | the load tool behind `chatpulse-bench` (IRC feed, overlay clients, report) |
+//! | [`bench`] | the load tool behind `chatpulse-bench` (IRC feed, overlay clients, report; `partition`: nodes in network namespaces of its own (`netlab`), split or killed and healed; `floor`: one loopback write's cost) |
 //! | [`http`] | HTTP/1.1: head parsing (pure), responses, the route table; sign-in and dashboard handlers |
 //! | [`auth`] | dashboard sign-in: admin password, Twitch OAuth, signed sessions, CSRF, per-IP request limits, token encryption |
 //! | [`frame`] | the overlay's JSON frame, encoded by hand (pure) |
 //! | [`ws`] | one overlay WebSocket: outbox writer, pings, close codes |
 //! | [`rng`] | xorshift64 for jitter, demo chatters and property tests (no security role) |
 //! | [`outbox`] | the small bounded queue between the hub and one overlay's writer |
-//! | [`hub`] | broadcasters, their overlays and fan-out; the chat entry point [`hub::Hub::chat`]; in a cluster (`hub/cluster.rs`): vote forwarding to owners, vote-log replication, presence |
+//! | [`hub`] | broadcasters, their overlays and fan-out; the chat entry point [`hub::Hub::chat`]; in a cluster (`hub/cluster.rs`): vote forwarding to owners (acknowledged, `hub/forward.rs`), vote-log replication, presence |
 //! | [`sentiment`] | votes: trigger match, vote-log CRDT, window and decay views, debounce, token bucket (pure) |
 //! | [`channel`] | a streamer's overlay settings and their validation |
 //! | [`limits`] | WebSocket admission: per-IP rate, global and per-IP caps |
 //! | [`chat`] | chat sources (demo, IRC, EventSub WebSocket, EventSub webhooks), all feeding [`hub::Hub::chat`] |
-//! | [`store`] | `sqlite` (streamers, configs, audit) and `state` (redb: vote logs, node id) |
+//! | [`store`] | `sqlite` (streamers, configs, audit; `sqlite/replica.rs`: rows as mesh LWW records) and `state` (redb: vote logs, node id) |
 //! | [`replica`] | streamers and configs across the mesh: LWW records, digests on link-up, seed tokens from the mesh secret |
 //! | [`mesh`] | the cluster core: SWIM membership (foca), authenticated frames, rendezvous ownership, LWW CRDT; started by [`server`] when `[mesh] listen` is set |
 //! | [`metrics`] | counters, histograms and the Prometheus text writer |
