@@ -154,6 +154,10 @@ pub fn mesh_configs(
             .map_err(|e| err("mesh.tls_ca", ca, e.to_string()))?;
     }
     let roots = Arc::new(roots);
+    let mismatch = |e: rustls::Error| {
+        let message = format!("does not match mesh.tls_cert: {e}");
+        err("mesh.tls_key", key, message)
+    };
     let tls13 = [&rustls::version::TLS13];
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), provider())
@@ -164,25 +168,13 @@ pub fn mesh_configs(
         .map_err(|e| err("mesh.tls_cert", cert, e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs.clone(), private.clone_key())
-        .map_err(|e| {
-            err(
-                "mesh.tls_key",
-                key,
-                format!("does not match mesh.tls_cert: {e}"),
-            )
-        })?;
+        .map_err(mismatch)?;
     let client = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&tls13)
         .map_err(|e| err("mesh.tls_cert", cert, e.to_string()))?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, private)
-        .map_err(|e| {
-            err(
-                "mesh.tls_key",
-                key,
-                format!("does not match mesh.tls_cert: {e}"),
-            )
-        })?;
+        .map_err(mismatch)?;
     Ok((Arc::new(server), Arc::new(client)))
 }
 

@@ -4,10 +4,8 @@
 //! owner's graceful leave hands its channels over; a stranger cannot join.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chatpulse::mesh::Mesh;
 use chatpulse::metrics::VoteResult;
 
 use crate::common::{ONE_CHANNEL, Overlay, TEST_TIMEOUT, TestServer, eventually, run};
@@ -24,21 +22,17 @@ fn mesh_toml(seeds: &[SocketAddr], secret: &str) -> String {
     )
 }
 
-fn mesh(t: &TestServer) -> Arc<Mesh> {
-    t.server.app().mesh().expect("node is in a cluster")
-}
-
 /// A, then B and C seeded with A; returns once all three see each other.
 async fn trio() -> Vec<TestServer> {
     let a = TestServer::start_with(&mesh_toml(&[], SECRET), None, None).await;
-    let seed = mesh(&a).local_addr();
+    let seed = a.mesh().local_addr();
     let b = TestServer::start_with(&mesh_toml(&[seed], SECRET), None, None).await;
     let c = TestServer::start_with(&mesh_toml(&[seed], SECRET), None, None).await;
     let nodes = vec![a, b, c];
     eventually("three live members everywhere", CONVERGE, || {
         nodes
             .iter()
-            .all(|n| mesh(n).live().len() == 3)
+            .all(|n| n.mesh().live().len() == 3)
             .then_some(())
     })
     .await;
@@ -81,7 +75,7 @@ fn votes_on_any_node_show_once_on_every_overlay() {
         assert_eq!((f.for_votes, f.against_votes), (5, 3));
 
         // Counted exactly once, by the owner; the others forwarded.
-        let owner = mesh(a).owner("alice");
+        let owner = a.mesh().owner("alice");
         let sum = |label: &str| -> u64 {
             nodes
                 .iter()
@@ -96,7 +90,7 @@ fn votes_on_any_node_show_once_on_every_overlay() {
         assert_eq!(sum("applied"), 8);
         let forwarded_expected = [(a, 5), (b, 3)]
             .iter()
-            .filter(|(n, _)| mesh(n).node() != owner)
+            .filter(|(n, _)| n.mesh().node() != owner)
             .map(|(_, k)| *k)
             .sum::<u64>();
         assert_eq!(sum("forwarded"), forwarded_expected);
@@ -107,7 +101,7 @@ fn votes_on_any_node_show_once_on_every_overlay() {
                 .all(|n| {
                     let m = n.metrics();
                     metric(&m, "mesh_members{state=\"alive\"}") == 3
-                        && (mesh(n).node() == owner
+                        && (n.mesh().node() == owner
                             || metric(&m, "mesh_convergence_seconds_count") > 0)
                 })
                 .then_some(())
@@ -127,8 +121,8 @@ fn votes_on_any_node_show_once_on_every_overlay() {
 fn the_owner_leaving_hands_its_channels_over() {
     run(TEST_TIMEOUT, async {
         let mut nodes = trio().await;
-        let owner = mesh(&nodes[0]).owner("alice");
-        let oi = nodes.iter().position(|n| mesh(n).node() == owner).unwrap();
+        let owner = nodes[0].mesh().owner("alice");
+        let oi = nodes.iter().position(|n| n.mesh().node() == owner).unwrap();
         let old_owner = nodes.remove(oi);
         let (v, i) = (&nodes[0], &nodes[1]);
         let mut overlay = Overlay::connect(v.addr, &v.token("alice")).await.unwrap();
@@ -145,7 +139,7 @@ fn the_owner_leaving_hands_its_channels_over() {
 
         old_owner.stop().await;
         eventually("the survivors agree on a new owner", CONVERGE, || {
-            let (mv, mi) = (mesh(v), mesh(i));
+            let (mv, mi) = (v.mesh(), i.mesh());
             (mv.live().len() == 2 && mi.live().len() == 2 && mv.owner("alice") == mi.owner("alice"))
                 .then_some(())
         })
@@ -168,7 +162,7 @@ fn the_owner_leaving_hands_its_channels_over() {
 fn a_node_without_the_secret_cannot_join_and_changes_nothing() {
     run(TEST_TIMEOUT, async {
         let a = TestServer::start_with(&mesh_toml(&[], SECRET), None, None).await;
-        let seed = mesh(&a).local_addr();
+        let seed = a.mesh().local_addr();
         let stranger_toml = mesh_toml(&[seed], "some-other-secret-0123456789");
         let d = TestServer::start_with(&stranger_toml, None, None).await;
         let mut overlay = Overlay::connect(a.addr, &a.token("alice")).await.unwrap();
@@ -181,8 +175,8 @@ fn a_node_without_the_secret_cannot_join_and_changes_nothing() {
             (metric(&d.metrics(), "mesh_auth_failures_total") > 0).then_some(())
         })
         .await;
-        assert_eq!(mesh(&a).live().len(), 1);
-        assert_eq!(mesh(&d).live().len(), 1);
+        assert_eq!(a.mesh().live().len(), 1);
+        assert_eq!(d.mesh().live().len(), 1);
         // The stranger counts alone; nothing of it reaches A.
         assert_eq!(d.chat("alice", "s", "no").await, VoteResult::Applied);
         assert_eq!(a.chat("alice", "m", "yes").await, VoteResult::Applied);
@@ -226,7 +220,7 @@ fn mesh_status_on_the_command_line_lists_every_member() {
         );
         assert!(table.contains("3 members, 3 alive"), "{table}");
         for n in &nodes {
-            let id = format!("{:016x}", mesh(n).node());
+            let id = format!("{:016x}", n.mesh().node());
             assert!(table.contains(&id), "{id} missing:\n{table}");
         }
         assert!(table.contains("(this node)"), "{table}");
@@ -265,7 +259,7 @@ fn readiness_shows_the_mesh_and_a_lone_node_stays_ready() {
             n.stop().await;
         }
         eventually("A alone", CONVERGE, || {
-            (mesh(&a).live().len() == 1).then_some(())
+            (a.mesh().live().len() == 1).then_some(())
         })
         .await;
         let (status, _, body) = crate::common::get(a.addr, "/health/ready").await;

@@ -5,11 +5,9 @@
 //! catches up when it rejoins.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chatpulse::channel::OverlayConfig;
-use chatpulse::mesh::Mesh;
 
 use crate::common::{ONE_CHANNEL, Overlay, Received, TEST_TIMEOUT, TestServer, eventually, run};
 
@@ -24,21 +22,17 @@ fn toml(seeds: &[SocketAddr], channels: &str) -> String {
     )
 }
 
-fn mesh(t: &TestServer) -> Arc<Mesh> {
-    t.server.app().mesh().expect("node is in a cluster")
-}
-
 /// A with `first`, then B and C (seeded with A) with `others`; all three live.
 async fn trio_with(first: &str, others: &str) -> Vec<TestServer> {
     let a = TestServer::start_with(&toml(&[], first), None, None).await;
-    let seed = mesh(&a).local_addr();
+    let seed = a.mesh().local_addr();
     let b = TestServer::start_with(&toml(&[seed], others), None, None).await;
     let c = TestServer::start_with(&toml(&[seed], others), None, None).await;
     let nodes = vec![a, b, c];
     eventually("three live members everywhere", CONVERGE, || {
         nodes
             .iter()
-            .all(|n| mesh(n).live().len() == 3)
+            .all(|n| n.mesh().live().len() == 3)
             .then_some(())
     })
     .await;
@@ -182,12 +176,12 @@ fn a_channel_one_node_knows_is_served_by_every_node() {
 fn a_node_that_was_down_catches_up_when_it_rejoins() {
     run(TEST_TIMEOUT, async {
         let mut nodes = trio_with(ONE_CHANNEL, ONE_CHANNEL).await;
-        let seed = mesh(&nodes[0]).local_addr();
+        let seed = nodes[0].mesh().local_addr();
         let c = nodes.pop().unwrap();
         let dir = c.stop().await;
         let (a, b) = (&nodes[0], &nodes[1]);
         eventually("C is gone", CONVERGE, || {
-            (mesh(a).live().len() == 2).then_some(())
+            (a.mesh().live().len() == 2).then_some(())
         })
         .await;
         a.server

@@ -5,10 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-
-use chatpulse::mesh::Mesh;
 
 use crate::common::fake_irc::FakeIrc;
 use crate::common::{TEST_TIMEOUT, TestServer, eventually, run};
@@ -17,10 +14,6 @@ const SECRET: &str = "sources-test-secret-0123456789";
 /// Twitch's JOIN pace (a batch per ~11 s) bounds a handover; SWIM adds seconds.
 const HANDOVER: Duration = Duration::from_secs(40);
 const CHANNELS: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
-
-fn mesh(t: &TestServer) -> Arc<Mesh> {
-    t.server.app().mesh().expect("node is in a cluster")
-}
 
 fn toml(irc: &FakeIrc, seeds: &[SocketAddr]) -> String {
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
@@ -71,14 +64,14 @@ fn each_channel_is_read_by_one_node_and_moves_when_it_leaves() {
     run(TEST_TIMEOUT, async {
         let irc = FakeIrc::start(false).await;
         let a = TestServer::start_with(&toml(&irc, &[]), None, None).await;
-        let seed = mesh(&a).local_addr();
+        let seed = a.mesh().local_addr();
         let b = TestServer::start_with(&toml(&irc, &[seed]), None, None).await;
         let c = TestServer::start_with(&toml(&irc, &[seed]), None, None).await;
         let mut nodes = vec![a, b, c];
         eventually("three live members", HANDOVER, || {
             nodes
                 .iter()
-                .all(|n| mesh(n).live().len() == 3)
+                .all(|n| n.mesh().live().len() == 3)
                 .then_some(())
         })
         .await;
@@ -92,8 +85,8 @@ fn each_channel_is_read_by_one_node_and_moves_when_it_leaves() {
             "{sets:?}"
         );
         // The reader of alice leaves; a survivor takes its channels over.
-        let owner = mesh(&nodes[0]).owner("alice");
-        let i = nodes.iter().position(|n| mesh(n).node() == owner).unwrap();
+        let owner = nodes[0].mesh().owner("alice");
+        let i = nodes.iter().position(|n| n.mesh().node() == owner).unwrap();
         nodes.remove(i).stop().await;
         eventually("the survivors read every channel once", HANDOVER, || {
             read_once(&irc, 2)

@@ -7,10 +7,8 @@
 //! CHATPULSE_TEST_REQUIRE_TOOLS is set).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use chatpulse::mesh::Mesh;
 use chatpulse::{Mode, Server};
 
 use crate::common::{
@@ -20,10 +18,6 @@ use crate::common::{
 
 const SECRET: &str = "mesh-tls-test-secret-0123456789";
 const CONVERGE: Duration = Duration::from_secs(20);
-
-fn mesh(t: &TestServer) -> Arc<Mesh> {
-    t.server.app().mesh().expect("node is in a cluster")
-}
 
 /// `ca{tag}.pem` and a node certificate `{node}.pem`/`{node}.key` it signed,
 /// for the name `chatpulse-mesh`, usable as server and as client.
@@ -140,11 +134,11 @@ fn nodes_with_certificates_from_the_ca_form_a_cluster_and_others_are_refused() {
         let rogue = make_node(&dir, "2", "rogue");
 
         let a = TestServer::start_with(&toml(None, Some((&ca_.0, &ca_.1, &ca))), None, None).await;
-        let seed = mesh(&a).local_addr();
+        let seed = a.mesh().local_addr();
         let b =
             TestServer::start_with(&toml(Some(seed), Some((&cb.0, &cb.1, &ca))), None, None).await;
         eventually("A and B meshed over TLS", CONVERGE, || {
-            (mesh(&a).live().len() == 2 && mesh(&b).live().len() == 2).then_some(())
+            (a.mesh().live().len() == 2 && b.mesh().live().len() == 2).then_some(())
         })
         .await;
         let mut on_b = Overlay::connect(b.addr, &b.token("alice")).await.unwrap();
@@ -170,9 +164,9 @@ fn nodes_with_certificates_from_the_ca_form_a_cluster_and_others_are_refused() {
             (auth_failures(&a) >= 2).then_some(())
         })
         .await;
-        assert_eq!(mesh(&a).live().len(), 2);
-        assert_eq!(mesh(&r).live().len(), 1);
-        assert_eq!(mesh(&plain).live().len(), 1);
+        assert_eq!(a.mesh().live().len(), 2);
+        assert_eq!(r.mesh().live().len(), 1);
+        assert_eq!(plain.mesh().live().len(), 1);
         for n in [a, b, r, plain] {
             n.stop().await;
         }

@@ -461,6 +461,21 @@ fn cpu_of(pids: &[u32]) -> Result<f64, String> {
         .sum()
 }
 
+/// Waits until every node's `/metrics` counts all of them alive.
+pub(crate) async fn await_alive(nodes: &[Node], limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    let want = format!("mesh_members{{state=\"alive\"}} {}", nodes.len());
+    for node in nodes {
+        while !scrape(node.addr).await.contains(&want) {
+            if Instant::now() > deadline {
+                return Err("the nodes never saw each other alive".into());
+            }
+            smol::Timer::after(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
 /// One node, or `opts.nodes` meshed nodes (the first reads the IRC feed) that
 /// have all seen each other alive.
 async fn start_cluster(opts: &Options, feed: std::net::SocketAddr) -> Result<Vec<Node>, String> {
@@ -477,15 +492,6 @@ async fn start_cluster(opts: &Options, feed: std::net::SocketAddr) -> Result<Vec
         };
         nodes.push(start_node(opts, (i == 0).then_some(feed), Some(mesh))?);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let want = format!("mesh_members{{state=\"alive\"}} {}", nodes.len());
-    for node in &nodes {
-        while !scrape(node.addr).await.contains(&want) {
-            if Instant::now() > deadline {
-                return Err("the nodes never saw each other alive".into());
-            }
-            smol::Timer::after(Duration::from_millis(50)).await;
-        }
-    }
+    await_alive(&nodes, Duration::from_secs(30)).await?;
     Ok(nodes)
 }

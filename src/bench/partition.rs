@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use super::feed::Feed;
 use super::netlab::Lab;
 use super::stats::json_u64;
-use super::{MeshOpts, Node, NodeSpec, Options, scrape, spawn_node};
+use super::{MeshOpts, Node, NodeSpec, Options, spawn_node};
 
 /// The mesh port every lab node listens on (each has its own namespace).
 const MESH_PORT: u16 = 7946;
@@ -344,16 +344,8 @@ async fn start_nodes(
         };
         nodes.push(spawn_node(&opts, spec, lab.command(i, &o.server_bin))?);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let want = format!("mesh_members{{state=\"alive\"}} {}", nodes.len());
-    for node in &nodes {
-        while !scrape(node.addr).await.contains(&want) {
-            if Instant::now() > deadline {
-                return Err("the nodes never saw each other alive".into());
-            }
-            smol::Timer::after(Duration::from_millis(50)).await;
-        }
-    }
+    super::await_alive(&nodes, Duration::from_secs(60)).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
     while feed_a.joined() == 0 || feed_c.joined() == 0 {
         if Instant::now() > deadline {
             return Err("the nodes never logged in to the feeds".into());

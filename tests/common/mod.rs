@@ -151,6 +151,11 @@ impl TestServer {
         self.server.app().hub.chat(&msg, chatpulse::app::now_ms())
     }
 
+    /// The cluster this node is in (panics if it has no `[mesh]`).
+    pub fn mesh(&self) -> std::sync::Arc<chatpulse::mesh::Mesh> {
+        self.server.app().mesh().expect("node is in a cluster")
+    }
+
     pub fn metrics(&self) -> String {
         self.server.app().metrics.render()
     }
