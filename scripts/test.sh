@@ -30,6 +30,16 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# The ARM release binaries tests/cross.rs runs under qemu (a few minutes each on
+# 2 cores; as root the Debian cross toolchain is installed on first use).
+if [ "$(id -u)" = 0 ]; then
+  for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
+    scripts/cross-build.sh "$target"
+  done
+else
+  echo "note: not building the ARM binaries (scripts/cross-build.sh installs Debian's cross toolchain as root); tests/cross.rs skips without them" >&2
+fi
+
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -q -- -D warnings
 cargo test --locked

@@ -3,6 +3,7 @@
 mod bench;
 mod browser;
 mod common;
+mod cross;
 mod dashboard;
 mod dashboard_browser;
 mod deploy;
