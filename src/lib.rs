@@ -10,6 +10,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`cli`] | command line → a command to run; signal handling; `mesh status` (`cli/mesh_status.rs`) |
+//! | [`doctor`] | `chatpulse doctor URL`: the load-balancer guide's checklist against a deployment, with fixes |
 //! | [`config`] | TOML file + `CHATPULSE_*` env → validated [`config::Config`] |
 //! | [`logger`] | the `log` backend (text or JSON lines on stderr) |
 //! | [`server`] | a node's lifecycle: startup story, loops, graceful shutdown |
@@ -43,6 +44,7 @@ pub mod channel;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod frame;
 pub mod http;
 pub mod hub;
@@ -84,6 +86,8 @@ pub enum Error {
     Io(String, std::io::Error),
     Auth(auth::AuthError),
     Usage(String),
+    /// A check command (`doctor`) found problems: exit non-zero, no more to say.
+    Check(String),
 }
 
 impl std::fmt::Display for Error {
@@ -93,7 +97,7 @@ impl std::fmt::Display for Error {
             Error::Store(e) => write!(f, "store: {e}"),
             Error::Io(what, e) => write!(f, "{what}: {e}"),
             Error::Auth(e) => write!(f, "auth: {e}"),
-            Error::Usage(msg) => write!(f, "{msg}"),
+            Error::Usage(msg) | Error::Check(msg) => write!(f, "{msg}"),
         }
     }
 }
@@ -105,7 +109,7 @@ impl std::error::Error for Error {
             Error::Store(e) => Some(e),
             Error::Io(_, e) => Some(e),
             Error::Auth(e) => Some(e),
-            Error::Usage(_) => None,
+            Error::Usage(_) | Error::Check(_) => None,
         }
     }
 }

@@ -7,6 +7,7 @@ mod cross;
 mod dashboard;
 mod dashboard_browser;
 mod deploy;
+mod doctor;
 mod eventsub_ws;
 mod http;
 mod irc;

@@ -23,16 +23,25 @@ const NODE: &str = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n\
     [shutdown]\ndrain_delay = \"300ms\"\ntimeout = \"2s\"\n\
     [[channel]]\nlogin = \"alice\"\n";
 
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
     dir: PathBuf,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
 }
 
 impl Nginx {
     /// Starts nginx on a free loopback port in front of `backends`, or None
     /// (skipped) when nginx is not installed.
-    async fn start(backends: &[SocketAddr]) -> Option<Nginx> {
+    pub(crate) async fn start(backends: &[SocketAddr]) -> Option<Nginx> {
+        Self::start_edited(backends, |conf| conf).await
+    }
+
+    /// [`Nginx::start`] with the site file passed through `edit` (a test's
+    /// deliberately broken variant).
+    pub(crate) async fn start_edited(
+        backends: &[SocketAddr],
+        edit: impl Fn(String) -> String,
+    ) -> Option<Nginx> {
         if !Path::new(NGINX).exists() {
             assert!(
                 std::env::var("CHATPULSE_TEST_REQUIRE_TOOLS").is_err(),
@@ -48,7 +57,11 @@ impl Nginx {
             .unwrap()
             .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        std::fs::write(dir.join("chatpulse.conf"), site_config(backends, addr)).unwrap();
+        std::fs::write(
+            dir.join("chatpulse.conf"),
+            edit(site_config(backends, addr)),
+        )
+        .unwrap();
         let d = dir.display();
         // Test-sized process settings around the shipped site file; two workers
         // so least_conn has to use the upstream's shared zone.
@@ -136,7 +149,7 @@ fn site_config(backends: &[SocketAddr], listen: SocketAddr) -> String {
 
 /// Three nodes sharing one channel and overlay URL: one data dir, copied (as
 /// a restore from backup would), since no mesh runs here.
-async fn three_nodes() -> (Vec<TestServer>, String) {
+pub(crate) async fn three_nodes() -> (Vec<TestServer>, String) {
     let first = TestServer::start_with(NODE, None, None).await;
     let token = first.token("alice");
     let seed = first.stop().await;
@@ -164,7 +177,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn addrs(nodes: &[TestServer]) -> Vec<SocketAddr> {
+pub(crate) fn addrs(nodes: &[TestServer]) -> Vec<SocketAddr> {
     nodes.iter().map(|n| n.addr).collect()
 }
 

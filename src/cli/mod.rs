@@ -26,6 +26,11 @@ COMMANDS:
     admin set-password
                    set the dashboard's admin password (home mode): one line on
                    stdin, or --password-file PATH; at least 10 characters
+    doctor URL     check a deployment the way the load-balancer guide does:
+                   health, latency, WebSocket upgrade, TLS, and with --token an
+                   idle overlay (up to 70 s, skip with --quick) and with two or
+                   more --backend URLs the spread; prints fixes, exits 1 on a
+                   problem
     mesh status    the cluster as the node on this machine sees it: members,
                    states, round trips (reads <data-dir>/cli.token: run it as
                    the node's user, with the node's --config/--data-dir)
@@ -36,6 +41,10 @@ OPTIONS:
     --data-dir DIR    data directory, default ./chatpulse-data (env CHATPULSE_DATA_DIR)
     --password-file PATH
                       admin set-password: read the password from this file's first line
+    --token TOKEN     doctor: an overlay URL's token (its last path segment)
+    --backend URL     doctor: one node behind the URL, directly (repeat per node)
+    --quick           doctor: skip the idle-socket check
+    --ca-file PATH    doctor: also trust this CA for https:// URLs
     -V, --version     print the version
     -h, --help        print this help
 ";
@@ -51,6 +60,8 @@ pub enum Command {
     },
     /// `mesh status`
     MeshStatus,
+    /// `doctor URL [--token T] [--backend URL]... [--quick] [--ca-file PATH]`
+    Doctor(crate::doctor::Options),
     Version,
     Help,
 }
@@ -65,8 +76,27 @@ pub fn parse(
     let mut command = None;
     let mut o = Overrides::default();
     let mut password_file = None;
+    let mut doctor = crate::doctor::Options::default();
+    let mut doctor_flags = false;
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
+            Long("token") => {
+                doctor.token = Some(parser.value().map_err(usage)?.string().map_err(usage)?);
+                doctor_flags = true;
+            }
+            Long("backend") => {
+                let b = parser.value().map_err(usage)?.string().map_err(usage)?;
+                doctor.backends.push(b);
+                doctor_flags = true;
+            }
+            Long("quick") => {
+                doctor.quick = true;
+                doctor_flags = true;
+            }
+            Long("ca-file") => {
+                doctor.ca_file = Some(PathBuf::from(parser.value().map_err(usage)?));
+                doctor_flags = true;
+            }
             Long("config") => o.config_path = Some(PathBuf::from(parser.value().map_err(usage)?)),
             Long("listen") => {
                 o.listen = Some(parser.value().map_err(usage)?.string().map_err(usage)?)
@@ -91,6 +121,10 @@ pub fn parse(
                         Command::SetPassword {
                             password_file: None,
                         }
+                    }
+                    "doctor" => {
+                        doctor.url = parser.value().map_err(usage)?.string().map_err(usage)?;
+                        Command::Doctor(Default::default())
                     }
                     "mesh" => {
                         let sub = parser.value().map_err(usage)?.string().map_err(usage)?;
@@ -118,6 +152,15 @@ pub fn parse(
         }
         (command, None) => command,
     };
+    let command = match command {
+        Command::Doctor(_) => Command::Doctor(doctor),
+        _ if doctor_flags => {
+            let msg =
+                format!("--token, --backend, --quick and --ca-file go with `doctor`\n\n{HELP}");
+            return Err(Error::Usage(msg));
+        }
+        command => command,
+    };
     Ok((command, o))
 }
 
@@ -138,6 +181,18 @@ pub fn run(command: Command, mut config: Config) -> Result<(), Error> {
         ),
         Command::SetPassword { password_file } => set_password(&config, password_file.as_deref())?,
         Command::MeshStatus => mesh_status::run(&config)?,
+        Command::Doctor(options) => {
+            let findings =
+                smol::block_on(crate::doctor::examine(&options)).map_err(Error::Usage)?;
+            print!("{}", crate::doctor::report(&options.url, &findings));
+            let failed = findings
+                .iter()
+                .filter(|f| f.level == crate::doctor::Level::Fail)
+                .count();
+            if failed > 0 {
+                return Err(Error::Check(format!("doctor: {failed} problem(s) found")));
+            }
+        }
         Command::Serve | Command::Demo => {
             let mode = if command == Command::Demo {
                 Mode::Demo

@@ -117,7 +117,9 @@ pub async fn serve_connection(app: Arc<App>, mut stream: Conn, peer: SocketAddr)
             HeadOutcome::Closed => return,
             HeadOutcome::Error(err, reason) => {
                 app.metrics.http_bad_requests.inc(reason);
-                let _ = write_response(&mut stream, &err.response(), false, false).await;
+                if write_response(&mut stream, &err.response(), false, false).await {
+                    finish(&mut stream).await;
+                }
                 return;
             }
         };
@@ -210,10 +212,30 @@ pub async fn serve_connection(app: Arc<App>, mut stream: Conn, peer: SocketAddr)
             req.path,
             status
         );
-        if !ok || !keep_alive {
+        if !ok {
+            return;
+        }
+        if !keep_alive {
+            finish(&mut stream).await;
             return;
         }
     }
+}
+
+/// How long a polite close may wait for a client that stopped reading.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ends a connection we answered with `Connection: close`: over TLS a
+/// close_notify, so the client can tell the end of the body from a cut.
+async fn finish(stream: &mut Conn) {
+    use smol::io::AsyncWriteExt;
+    let _ = stream
+        .close()
+        .or(async {
+            smol::Timer::after(CLOSE_TIMEOUT).await;
+            Ok(())
+        })
+        .await;
 }
 
 async fn read_head(app: &App, stream: &mut Conn, buf: &mut Vec<u8>, peer: IpAddr) -> HeadOutcome {
