@@ -308,8 +308,8 @@ fn start_mesh(app: &Arc<App>, ex: &Arc<Executor<'static>>) -> Result<Option<Rece
     let learned = smol::block_on(app.state.get_meta(PEERS_META_KEY))?;
     let mut seeds = cfg.seeds.clone();
     for addr in learned.as_deref().map(decode_peers).unwrap_or_default() {
-        if !seeds.contains(&addr) && Some(addr) != cfg.advertise {
-            seeds.push(addr);
+        if !seeds.contains(&addr.to_string()) && Some(addr) != cfg.advertise {
+            seeds.push(addr.to_string());
         }
     }
     let mut mesh_config = MeshConfig::new(listen, seeds, secret.clone());

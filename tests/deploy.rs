@@ -255,3 +255,35 @@ fn dockerfile_has_the_promised_instructions() {
     }
     assert!(file.contains("/health/ready"));
 }
+
+/// The Kubernetes ConfigMap's chatpulse.toml, with the environment the
+/// Deployment gives each pod (mesh secret, pod IP as advertise), is a valid
+/// config: a cluster whose seed is the headless Service's name.
+#[test]
+fn kubernetes_config_map_is_a_valid_mesh_config() {
+    let yaml = std::fs::read_to_string(repo("scripts/deploy/kubernetes/chatpulse.yaml")).unwrap();
+    let start = yaml
+        .find("chatpulse.toml: |\n")
+        .expect("ConfigMap with chatpulse.toml")
+        + 18;
+    let end = start + yaml[start..].find("\n---").expect("end of the ConfigMap");
+    let toml: String = yaml[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(toml.contains("seeds = [\"chatpulse-mesh:7946\"]"), "{toml}");
+    assert!(yaml.contains("name: chatpulse-mesh") && yaml.contains("clusterIP: None"));
+    assert!(yaml.contains("CHATPULSE_MESH_ADVERTISE") && yaml.contains("CHATPULSE_MESH_SECRET"));
+    let dir = crate::common::temp_dir("k8s");
+    let config = dir.join("chatpulse.toml");
+    std::fs::write(&config, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chatpulse"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .env("CHATPULSE_MESH_SECRET", "0123456789abcdef0123456789abcdef")
+        .env("CHATPULSE_MESH_ADVERTISE", "10.1.2.3:7946")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "check-config: {}", text(&out));
+}

@@ -268,3 +268,23 @@ fn readiness_shows_the_mesh_and_a_lone_node_stays_ready() {
         a.stop().await;
     });
 }
+
+#[test]
+fn a_seed_given_by_name_is_resolved_at_each_attempt() {
+    run(TEST_TIMEOUT, async {
+        let a = TestServer::start_with(&mesh_toml(&[], SECRET), None, None).await;
+        let port = a.mesh().local_addr().port();
+        // `localhost` may also resolve to ::1, where nothing listens: that one
+        // address fails, the 127.0.0.1 one joins.
+        let toml = format!(
+            "[mesh]\nlisten = \"127.0.0.1:0\"\nseeds = [\"localhost:{port}\"]\nsecret = \"{SECRET}\"\n\n{ONE_CHANNEL}"
+        );
+        let b = TestServer::start_with(&toml, None, None).await;
+        eventually("B joined through the name", CONVERGE, || {
+            (a.mesh().live().len() == 2 && b.mesh().live().len() == 2).then_some(())
+        })
+        .await;
+        a.stop().await;
+        b.stop().await;
+    });
+}

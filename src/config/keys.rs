@@ -89,7 +89,7 @@ pub(super) const KEYS: &[Key] = &[
     key!(auth.secure_cookies, secure_cookies),
     key!(mesh.listen, opt_socket_addr),
     key!(mesh.advertise, opt_socket_addr),
-    key!(mesh.seeds, socket_addrs),
+    key!(mesh.seeds, seed_list),
     key!(mesh.secret, opt_mesh_secret),
     key!(mesh.tls_cert, opt_path),
     key!(mesh.tls_key, opt_path),
@@ -162,11 +162,32 @@ fn opt_socket_addr(v: Raw) -> Result<Option<SocketAddr>, String> {
     }
 }
 
-fn socket_addrs(v: Raw) -> Result<Vec<SocketAddr>, String> {
-    let bad = |s| format!("addresses with ports like 10.0.0.2:7946 ({s:?} is not one)");
+/// `ip:port` or `dns-name:port` (resolved at every join attempt, so a name
+/// that stands for several nodes, like a Kubernetes headless Service, works).
+fn seed_list(v: Raw) -> Result<Vec<String>, String> {
+    let bad = |s: &str| {
+        format!(
+            "addresses or names with ports like 10.0.0.2:7946 or chatpulse-mesh:7946 ({s:?} is not one)"
+        )
+    };
     strings(v)?
         .iter()
-        .map(|s| s.trim().parse().map_err(|_| bad(s)))
+        .map(|s| {
+            let s = s.trim();
+            if s.parse::<SocketAddr>().is_ok() {
+                return Ok(s.to_string());
+            }
+            let (host, port) = s.rsplit_once(':').ok_or_else(|| bad(s))?;
+            let name_ok = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 && name_ok => Ok(s.to_string()),
+                _ => Err(bad(s)),
+            }
+        })
         .collect()
 }
 

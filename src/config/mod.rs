@@ -229,8 +229,8 @@ pub struct MeshSection {
     pub listen: Option<SocketAddr>,
     /// The address other nodes dial; defaults to `listen` (required when that is 0.0.0.0).
     pub advertise: Option<SocketAddr>,
-    /// Nodes to join through; any one live seed is enough.
-    pub seeds: Vec<SocketAddr>,
+    /// Nodes to join through, `ip:port` or `name:port`; any one live seed is enough.
+    pub seeds: Vec<String>,
     /// Shared by every node, at least [`crate::mesh::MIN_SECRET_LEN`] bytes.
     pub secret: Option<String>,
     /// Mutual TLS between nodes: this node's certificate chain and key, and the

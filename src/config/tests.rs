@@ -673,12 +673,13 @@ fn auth_section() {
 fn mesh_section() {
     let c = from_toml_str(
         "[mesh]\nlisten = \"0.0.0.0:7946\"\nadvertise = \"10.0.0.2:7946\"\n\
-         seeds = [\"10.0.0.3:7946\", \"[::1]:7000\"]\nsecret = \"0123456789abcdef\"\n",
+         seeds = [\"10.0.0.3:7946\", \"[::1]:7000\", \"chatpulse-mesh.default.svc:7946\"]\n\
+         secret = \"0123456789abcdef\"\n",
     )
     .unwrap();
     assert_eq!(c.mesh.listen, Some("0.0.0.0:7946".parse().unwrap()));
     assert_eq!(c.mesh.advertise, Some("10.0.0.2:7946".parse().unwrap()));
-    assert_eq!(c.mesh.seeds.len(), 2);
+    assert_eq!(c.mesh.seeds.len(), 3);
     assert!(!format!("{c:?}").contains("0123456789abcdef"));
     assert_eq!(
         err("[mesh]\nlisten = \"0.0.0.0:7946\"\n"),
@@ -686,5 +687,7 @@ fn mesh_section() {
     );
     assert!(err("[mesh]\nsecret = \"short\"\n").contains("at least 16"));
     assert!(err("[mesh]\nseeds = [\"nowhere\"]\n").contains("\"nowhere\" is not one"));
+    assert!(err("[mesh]\nseeds = [\"no_way:1\"]\n").contains("is not one"));
+    assert!(err("[mesh]\nseeds = [\"host:0\"]\n").contains("is not one"));
     assert_eq!(Config::default().mesh.listen, None);
 }

@@ -210,38 +210,70 @@ fn log_event(event: &MemberEvent) {
 /// answers is enough, SWIM spreads the rest.
 pub(crate) async fn join_loop(shared: Arc<Shared>) {
     let mut own: Vec<SocketAddr> = Vec::new();
-    let mut warned: Vec<SocketAddr> = Vec::new();
+    let mut warned: Vec<String> = Vec::new();
     loop {
         if shared.view().live.is_empty() {
-            let seeds: Vec<SocketAddr> = shared
-                .seeds
-                .iter()
-                .filter(|s| !own.contains(s))
-                .copied()
-                .collect();
-            for seed in seeds {
-                let Some(me) = shared.me() else { break };
-                match peer::dial(seed, &shared.key, &me, shared.tls.as_ref()).await {
-                    Ok((stream, found, session)) => {
-                        shared.adopt(found.clone(), stream, session);
-                        let _ = shared.swim_tx.send(Input::Announce(found)).await;
-                    }
-                    Err(LinkError::SelfDial) => own.push(seed),
+            for seed in &shared.seeds {
+                let addrs = match resolve(seed).await {
+                    Ok(addrs) => addrs,
                     Err(e) => {
-                        peer::note_dial_failure(&shared.counters, &e);
-                        // Warn once per seed (the counters keep counting): a node
-                        // that cannot join must say why, but not every 2 s.
-                        if warned.contains(&seed) {
-                            log::debug!("mesh: seed {seed}: {e}");
-                        } else {
-                            warned.push(seed);
-                            log::warn!("mesh: seed {seed}: {e}; retrying every {JOIN_EVERY:?}");
+                        warn_once(&mut warned, seed, &e);
+                        continue;
+                    }
+                };
+                for addr in addrs {
+                    if own.contains(&addr) {
+                        continue;
+                    }
+                    let Some(me) = shared.me() else { break };
+                    match peer::dial(addr, &shared.key, &me, shared.tls.as_ref()).await {
+                        Ok((stream, found, session)) => {
+                            shared.adopt(found.clone(), stream, session);
+                            let _ = shared.swim_tx.send(Input::Announce(found)).await;
+                        }
+                        Err(LinkError::SelfDial) => own.push(addr),
+                        Err(e) => {
+                            peer::note_dial_failure(&shared.counters, &e);
+                            warn_once(&mut warned, seed, &e.to_string());
                         }
                     }
                 }
             }
         }
         Timer::after(JOIN_EVERY).await;
+    }
+}
+
+/// DNS lookups of a seed name give up after this (the resolver's own retries
+/// can take much longer; the loop tries again soon anyway).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A seed's addresses: itself when it is `ip:port`, else what its name resolves to.
+async fn resolve(seed: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(addr) = seed.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let lookup = async {
+        smol::net::resolve(seed)
+            .await
+            .map_err(|e| format!("cannot resolve: {e}"))
+    };
+    lookup
+        .or(async {
+            Timer::after(RESOLVE_TIMEOUT).await;
+            Err("DNS lookup timed out".to_string())
+        })
+        .await
+}
+
+/// Warns once per seed (the counters keep counting): a node that cannot join
+/// must say why, but not every half second.
+fn warn_once(warned: &mut Vec<String>, seed: &str, why: &str) {
+    if warned.iter().any(|w| w == seed) {
+        log::debug!("mesh: seed {seed}: {why}");
+    } else {
+        warned.push(seed.to_string());
+        log::warn!("mesh: seed {seed}: {why}; retrying every {JOIN_EVERY:?}");
     }
 }
 

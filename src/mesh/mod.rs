@@ -98,8 +98,10 @@ pub struct MeshConfig {
     pub listen: SocketAddr,
     /// The address other nodes dial; defaults to `listen`, required when that is 0.0.0.0.
     pub advertise: Option<SocketAddr>,
-    /// Any one live seed is enough to join. Include learned members from redb.
-    pub seeds: Vec<SocketAddr>,
+    /// Any one live seed is enough to join: `ip:port`, or `name:port` resolved
+    /// at each attempt (every address it stands for is tried). Include learned
+    /// members from redb.
+    pub seeds: Vec<String>,
     pub secret: String,
     pub timing: SwimTiming,
     /// Frames queued per peer ([`DEFAULT_PEER_QUEUE`]).
@@ -109,11 +111,15 @@ pub struct MeshConfig {
 }
 
 impl MeshConfig {
-    pub fn new(listen: SocketAddr, seeds: Vec<SocketAddr>, secret: impl Into<String>) -> Self {
+    pub fn new(
+        listen: SocketAddr,
+        seeds: impl IntoIterator<Item = impl ToString>,
+        secret: impl Into<String>,
+    ) -> Self {
         MeshConfig {
             listen,
             advertise: None,
-            seeds,
+            seeds: seeds.into_iter().map(|s| s.to_string()).collect(),
             secret: secret.into(),
             timing: SwimTiming::default(),
             peer_queue: DEFAULT_PEER_QUEUE,
@@ -379,7 +385,7 @@ mod tests {
     fn the_secret_is_never_printed() {
         let c = MeshConfig::new(
             "127.0.0.1:0".parse().unwrap(),
-            vec![],
+            Vec::<String>::new(),
             "hunter2hunter2hunter2",
         );
         assert!(!format!("{c:?}").contains("hunter2"));

@@ -66,7 +66,7 @@ struct Link {
 pub(crate) struct Shared {
     pub node: NodeId,
     pub key: MeshKey,
-    pub seeds: Vec<SocketAddr>,
+    pub seeds: Vec<String>,
     pub queue_len: usize,
     pub handler: Arc<dyn MeshHandler>,
     pub counters: Arc<MeshCounters>,
@@ -91,7 +91,7 @@ impl Shared {
     pub fn new(
         node: NodeId,
         key: MeshKey,
-        seeds: Vec<SocketAddr>,
+        seeds: Vec<String>,
         queue_len: usize,
         handler: Arc<dyn MeshHandler>,
         tls: Option<MeshTls>,
