@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, the integration binary (real sockets, real
-# stores, headless Chromium, promtool, nginx, systemd-analyze), formatting and lints.
+# stores, headless Chromium, promtool, nginx, systemd-analyze, PostgreSQL 15, ARM
+# binaries under qemu), formatting and lints.
 # Installs them from Debian's packages when run as root and missing (nginx's own
 # service is kept from starting: the tests run it on their own ports).
 set -euo pipefail
@@ -15,6 +16,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # openssl (certificates and s_client for the TLS tests).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# PostgreSQL 15 server binaries: the tests start throwaway servers of their own.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need[*]}"
@@ -42,4 +45,7 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -q -- -D warnings
-cargo test --locked
+cargo clippy --locked --all-targets --features postgres -q -- -D warnings
+# Everything, PostgreSQL support included (the default build differs only by
+# leaving that module out; the ARM binaries above are default builds).
+cargo test --locked --features postgres

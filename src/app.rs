@@ -33,6 +33,8 @@ pub struct App {
     pub auth: crate::auth::Auth,
     /// The HTTPS certificate when `[tls]` is set; read per accept, swapped on reload.
     pub tls: Option<crate::tls::TlsSlot>,
+    /// PostgreSQL's state when `[postgres] url` is set (`store::pg`).
+    pub pg_status: crate::store::PgStatus,
     pub started: Instant,
     startup_done: AtomicBool,
     draining: AtomicBool,
@@ -90,6 +92,7 @@ impl App {
             limits,
             auth,
             tls,
+            pg_status: Default::default(),
             started: Instant::now(),
             startup_done: AtomicBool::new(false),
             draining: AtomicBool::new(false),

@@ -162,7 +162,14 @@ async fn apply(app: &App, from: NodeId, key: &str, rev: u64, node: u64, value: &
             return;
         }
     };
-    let incoming = Replicated { rev, node, record };
+    apply_record(app, from, Replicated { rev, node, record }).await;
+}
+
+/// Stores a record from node `from` (the mesh, or PostgreSQL) if it is newer,
+/// and shows what changed: a new channel served, a rotated URL's overlays
+/// closed, a new config pushed to the overlays.
+pub async fn apply_record(app: &App, from: NodeId, incoming: Replicated) {
+    let key = incoming.record.login.clone();
     match app.db.apply_record(incoming, from).await {
         Ok(None) => {}
         Ok(Some(Applied {

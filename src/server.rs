@@ -94,6 +94,11 @@ impl Server {
         let redirect = config.tls.redirect_listen.map(bind).transpose()?;
         let auth = smol::block_on(crate::auth::Auth::load(&config, &db))?;
         let app = Arc::new(App::new(config, metrics, db, state, hub, auth, tls));
+        require_postgres_support(&app.config)?;
+        if app.config.postgres.url.is_some() {
+            // Before the seeds: every local change from now on reaches PostgreSQL.
+            app.db.queue_for_postgres();
+        }
         smol::block_on(load_channels(&app))?;
         log::info!("listening on {}://{addr}", app.scheme());
         if let Some((_, redirect_addr)) = &redirect {
@@ -110,6 +115,8 @@ impl Server {
         let ex = Arc::new(Executor::new());
         app.set_executor(&ex);
         let peers_changed = start_mesh(&app, &ex)?;
+        #[cfg(feature = "postgres")]
+        start_postgres(&app)?;
         let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
         let (done_tx, done_rx) = smol::channel::bounded(1);
         let (exit_tx, exit_rx) = smol::channel::bounded::<()>(1);
@@ -294,6 +301,38 @@ async fn load_channels(app: &App) -> Result<(), Error> {
             });
         app.hub.add_channel(streamer, config, log, now);
     }
+    Ok(())
+}
+
+/// `[postgres] url` needs a binary built with the `postgres` feature.
+fn require_postgres_support(config: &Config) -> Result<(), Error> {
+    if config.postgres.url.is_some() && !cfg!(feature = "postgres") {
+        return Err(Error::Config(ConfigError::Invalid {
+            key: "postgres.url".into(),
+            value: "(set)".into(),
+            expected: "a binary built with PostgreSQL support \
+                       (cargo build --release --features postgres), or no postgres.url"
+                .into(),
+        }));
+    }
+    Ok(())
+}
+
+/// Starts the PostgreSQL sync thread when `[postgres] url` is set.
+#[cfg(feature = "postgres")]
+fn start_postgres(app: &Arc<App>) -> Result<(), Error> {
+    let Some(url) = app.config.postgres.url.clone() else {
+        return Ok(());
+    };
+    let tls = crate::tls::client_config(app.config.twitch.ca_file.as_deref()).map_err(|e| {
+        Error::Io(
+            "PostgreSQL TLS".into(),
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    crate::store::pg::start(Arc::clone(app), url, tls)
+        .map_err(|e| Error::Io("starting the PostgreSQL thread".into(), e))?;
+    log::info!("postgres: syncing streamers and configs (SQLite stays the local replica)");
     Ok(())
 }
 

@@ -20,5 +20,7 @@ mod mesh_tls;
 mod nginx;
 mod overlay;
 mod partition;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod tls;
 mod webhook;

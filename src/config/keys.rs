@@ -44,6 +44,7 @@ const fn ms(ms: u64) -> Duration {
 /// In the order of `config.example.toml` (top-level keys come first in TOML).
 pub(super) const KEYS: &[Key] = &[
     key!(data_dir, directory),
+    key!(environment, environment),
     key!(server.listen, socket_addr),
     key!(server.public_url, public_url),
     key!(server.trusted_proxies, ip_nets),
@@ -98,6 +99,7 @@ pub(super) const KEYS: &[Key] = &[
     key!(tls.cert, opt_path),
     key!(tls.key, opt_path),
     key!(tls.redirect_listen, opt_socket_addr),
+    key!(postgres.url, opt_postgres_url),
 ];
 
 const DAY_MS: u64 = 86_400_000;
@@ -223,6 +225,21 @@ fn ip_nets(v: Raw) -> Result<Vec<IpNet>, String> {
 fn level(v: Raw) -> Result<LevelFilter, String> {
     let expected = "one of error, warn, info, debug, trace, off";
     text(v)?.trim().parse().map_err(|_| expected.into())
+}
+
+fn environment(v: Raw) -> Result<super::Environment, String> {
+    super::Environment::parse(text(v)?.trim()).ok_or_else(|| "development or production".into())
+}
+
+/// A `postgres://` or `postgresql://` URL; empty means SQLite only.
+fn opt_postgres_url(v: Raw) -> Result<Option<String>, String> {
+    match text(v)?.trim() {
+        "" => Ok(None),
+        u if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            Ok(Some(u.to_string()))
+        }
+        _ => Err("a postgres://user:password@host:port/database URL".into()),
+    }
 }
 
 fn log_format(v: Raw) -> Result<LogFormat, String> {

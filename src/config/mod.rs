@@ -11,6 +11,7 @@
 
 mod ipnet;
 mod keys;
+mod postgres;
 mod seeds;
 mod toml;
 
@@ -27,6 +28,7 @@ use log::LevelFilter;
 use nanoserde::Toml;
 
 use self::keys::{ENV_ALIASES, KEYS, Raw, set};
+pub use self::postgres::{Environment, PostgresSection, sslmode};
 use self::seeds::channel_seeds;
 use self::toml::parse_toml;
 use crate::channel::{FieldError, OverlayConfig};
@@ -39,6 +41,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where the stores live; relative to the working directory.
     pub data_dir: PathBuf,
+    /// `development` or `production` (stricter checks, e.g. on `postgres.url`).
+    pub environment: Environment,
     pub log: LogConfig,
     pub limits: LimitsConfig,
     pub votes: VotesConfig,
@@ -47,6 +51,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub mesh: MeshSection,
     pub tls: TlsSection,
+    pub postgres: PostgresSection,
     /// `[[channel]]` tables, in file order; logins are unique.
     pub channels: Vec<ChannelSeed>,
 }
@@ -316,6 +321,7 @@ impl Default for Config {
                 workers: 0,
             },
             data_dir: PathBuf::from("chatpulse-data"),
+            environment: Environment::Development,
             log: LogConfig {
                 level: LevelFilter::Info,
                 format: LogFormat::Text,
@@ -368,6 +374,7 @@ impl Default for Config {
             },
             mesh: MeshSection::default(),
             tls: TlsSection::default(),
+            postgres: PostgresSection::default(),
             channels: Vec::new(),
         }
     }
@@ -519,6 +526,7 @@ pub fn load(overrides: &Overrides, env: &[(String, String)]) -> Result<Config, C
     check_auth(&config)?;
     check_mesh(&config.mesh)?;
     check_tls(&config.tls)?;
+    postgres::check(config.environment, &config.postgres)?;
     Ok(config)
 }
 
@@ -610,6 +618,7 @@ pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
     check_auth(&config)?;
     check_mesh(&config.mesh)?;
     check_tls(&config.tls)?;
+    postgres::check(config.environment, &config.postgres)?;
     Ok(config)
 }
 

@@ -239,18 +239,34 @@ fn live(app: &App) -> Response {
 /// its overlays on its own. The body says how many members it sees.
 fn ready(app: &App) -> Response {
     match app.readiness() {
-        Ok(()) => match app.mesh() {
-            None => json_status(200, "{\"status\":\"ready\"}".into()),
-            Some(mesh) => {
+        Ok(()) => {
+            let mut body = String::from("{\"status\":\"ready\"");
+            if let Some(mesh) = app.mesh() {
                 let members = mesh.members();
                 let live = members.iter().filter(|m| m.state.is_live()).count();
-                let body = format!(
-                    "{{\"status\":\"ready\",\"mesh\":{{\"members\":{},\"live\":{live}}}}}",
+                body += &format!(
+                    ",\"mesh\":{{\"members\":{},\"live\":{live}}}",
                     members.len()
                 );
-                json_status(200, body)
             }
-        },
+            // PostgreSQL down does not stop serving (SQLite is the replica): shown, not failed.
+            if app.config.postgres.url.is_some() {
+                let pg = &app.pg_status;
+                let lag = pg.lag_seconds();
+                body += &format!(
+                    ",\"postgres\":{{\"up\":{},\"outbox\":{},\"lag_seconds\":{}}}",
+                    pg.up.load(std::sync::atomic::Ordering::SeqCst),
+                    pg.outbox.load(std::sync::atomic::Ordering::SeqCst),
+                    if lag.is_finite() {
+                        format!("{lag:.1}")
+                    } else {
+                        "null".into()
+                    }
+                );
+            }
+            body.push('}');
+            json_status(200, body)
+        }
         Err((check, error)) => json_status(
             503,
             format!(
@@ -273,12 +289,12 @@ fn startup(app: &App) -> Response {
 }
 
 fn metrics(app: &App) -> Response {
-    Response::new(
-        200,
-        crate::metrics::CONTENT_TYPE,
-        app.metrics.render().into_bytes(),
-    )
-    .header("cache-control", "no-store")
+    let mut page = app.metrics.render();
+    if app.config.postgres.url.is_some() {
+        page += &app.pg_status.render();
+    }
+    Response::new(200, crate::metrics::CONTENT_TYPE, page.into_bytes())
+        .header("cache-control", "no-store")
 }
 
 fn version() -> Response {

@@ -11,12 +11,80 @@
 //! Both libraries block, so no call runs on an async thread: SQLite lives on one dedicated
 //! thread fed by a bounded channel, redb calls go through `smol::unblock`.
 
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod sqlite;
 pub mod state;
 
 use crate::auth::encoding::base64url as base64_url;
 use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What `/health/ready` and `/metrics` show of PostgreSQL.
+#[derive(Default)]
+pub struct PgStatus {
+    pub up: AtomicBool,
+    /// Logins waiting in the SQLite outbox (as of the last round).
+    pub outbox: AtomicU64,
+    /// Unix ms of the last completed read of every row (0: never).
+    pub last_sync_ms: AtomicI64,
+    pub errors: AtomicU64,
+    pub last_error: Mutex<String>,
+}
+
+impl PgStatus {
+    /// Seconds since every row was last read (how stale this replica may be).
+    pub fn lag_seconds(&self) -> f64 {
+        match self.last_sync_ms.load(Ordering::SeqCst) {
+            0 => f64::INFINITY,
+            at => (now_ms() - at).max(0) as f64 / 1000.0,
+        }
+    }
+
+    /// The `postgres_*` families in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let lag = self.lag_seconds();
+        let lag = if lag.is_finite() { lag } else { -1.0 };
+        for (name, kind, help, value) in [
+            (
+                "postgres_up",
+                "gauge",
+                "1 while the connection to PostgreSQL works.",
+                f64::from(u8::from(self.up.load(Ordering::SeqCst))),
+            ),
+            (
+                "postgres_outbox_depth",
+                "gauge",
+                "Streamer changes waiting in SQLite for PostgreSQL.",
+                self.outbox.load(Ordering::SeqCst) as f64,
+            ),
+            (
+                "postgres_sync_lag_seconds",
+                "gauge",
+                "Seconds since every row was last read from PostgreSQL (-1: never).",
+                lag,
+            ),
+            (
+                "postgres_errors_total",
+                "counter",
+                "Failed PostgreSQL sessions (connect, migrate, push, read).",
+                self.errors.load(Ordering::SeqCst) as f64,
+            ),
+        ] {
+            out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+        }
+        out
+    }
+
+    pub fn failed(&self, e: &str) {
+        self.up.store(false, Ordering::SeqCst);
+        self.errors.fetch_add(1, Ordering::SeqCst);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
+    }
+}
 
 /// Everything that can go wrong in either store.
 #[derive(Debug)]

@@ -8,6 +8,8 @@ pub mod browser;
 pub mod fake_eventsub_ws;
 pub mod fake_helix;
 pub mod fake_irc;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod web;
 
 use std::future::Future;

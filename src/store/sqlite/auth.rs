@@ -165,7 +165,7 @@ impl Db {
             login.to_owned(),
             display_name.to_owned(),
         );
-        let node = self.node_id();
+        let node = self.stamp();
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let Some((row, created)) = upsert_twitch(&tx, &id, &login, &name)? else {

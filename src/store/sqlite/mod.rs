@@ -139,6 +139,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE streamers ADD COLUMN config_node INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE streamers ADD COLUMN token_rev INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE streamers ADD COLUMN token_node INTEGER NOT NULL DEFAULT 0;",
+    // v5: with PostgreSQL (`store::pg`), every local change of a streamer also
+    // queues its login here, in the same transaction; the PostgreSQL task pushes
+    // the current row of each queued login, oldest first, and deletes it after.
+    "CREATE TABLE pg_outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        login TEXT NOT NULL,
+        queued_at INTEGER NOT NULL
+    );",
 ];
 
 /// One row of the audit log.
@@ -160,6 +168,8 @@ pub struct Db {
     jobs: Sender<Job>,
     /// The mesh node id local changes are stamped with ([`Db::set_node_id`]).
     node: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Local changes go to `pg_outbox` too ([`Db::queue_for_postgres`]).
+    pg: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Never sent on: it disconnects when the thread ends, which is what `close` awaits.
     done: Receiver<()>,
 }
@@ -189,6 +199,7 @@ impl Db {
         Ok(Db {
             jobs,
             node: Default::default(),
+            pg: Default::default(),
             done,
         })
     }
@@ -233,7 +244,7 @@ impl Db {
         seed: &OverlayConfig,
         new_token: Option<String>,
     ) -> Result<(Streamer, OverlayConfig), StoreError> {
-        let (login, seed, node) = (login.to_owned(), seed.clone(), self.node_id());
+        let (login, seed, node) = (login.to_owned(), seed.clone(), self.stamp());
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             apply_seed(&tx, &login, &seed, new_token, node)?;
@@ -277,7 +288,7 @@ impl Db {
         expected_version: Option<i64>,
         actor: &str,
     ) -> Result<i64, StoreError> {
-        let (config, actor, node) = (config.clone(), actor.to_owned(), self.node_id());
+        let (config, actor, node) = (config.clone(), actor.to_owned(), self.stamp());
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current: i64 = tx.query_row(
@@ -303,7 +314,7 @@ impl Db {
 
     /// Replaces the overlay token; the old one stops resolving at once.
     pub async fn rotate_token(&self, streamer_id: i64, actor: &str) -> Result<String, StoreError> {
-        let (actor, node) = (actor.to_owned(), self.node_id());
+        let (actor, node) = (actor.to_owned(), self.stamp());
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let (token, now) = (try_overlay_token()?, now_ms());
@@ -368,7 +379,7 @@ fn apply_seed(
     login: &str,
     seed: &OverlayConfig,
     new_token: Option<String>,
-    node: u64,
+    node: replica::Stamp,
 ) -> Result<(), StoreError> {
     let (json, now) = (canonical_json(seed), now_ms());
     let known: Option<(i64, Option<i64>, Option<String>)> = tx

@@ -78,13 +78,15 @@ pub(super) enum Part {
 }
 
 /// Stamps a local change of `streamer_id` with this node: the record's next
-/// `rev`, and the touched part's own version.
+/// `rev`, and the touched part's own version. `node` carries the "queue for
+/// PostgreSQL" flag in its [`Stamp`].
 pub(super) fn bump_rev(
     tx: &Transaction,
     streamer_id: i64,
-    node: u64,
+    stamp: Stamp,
     part: Part,
 ) -> Result<(), StoreError> {
+    let Stamp { node, postgres } = stamp;
     let sql = match part {
         Part::Identity => "UPDATE streamers SET rev = rev + 1, rev_node = ?2 WHERE id = ?1",
         Part::Config => {
@@ -96,7 +98,21 @@ pub(super) fn bump_rev(
         }
     };
     tx.execute(sql, params![streamer_id, node as i64])?;
+    if postgres {
+        tx.execute(
+            "INSERT INTO pg_outbox (login, queued_at)
+             SELECT login, ?2 FROM streamers WHERE id = ?1",
+            params![streamer_id, now_ms()],
+        )?;
+    }
     Ok(())
+}
+
+/// Who makes a local change, and whether it must also reach PostgreSQL.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stamp {
+    pub node: u64,
+    pub postgres: bool,
 }
 
 fn replicated_from_row(row: &rusqlite::Row) -> rusqlite::Result<Replicated> {
@@ -125,8 +141,49 @@ impl Db {
         self.node.store(node, Ordering::SeqCst);
     }
 
-    pub(super) fn node_id(&self) -> u64 {
-        self.node.load(Ordering::SeqCst)
+    /// How local changes are stamped (node id, queue for PostgreSQL or not).
+    pub(super) fn stamp(&self) -> Stamp {
+        Stamp {
+            node: self.node.load(Ordering::SeqCst),
+            postgres: self.pg.load(Ordering::SeqCst),
+        }
+    }
+
+    /// From now on every local change of a streamer is queued for PostgreSQL
+    /// in the same transaction ([`Db::outbox`]).
+    pub fn queue_for_postgres(&self) {
+        self.pg.store(true, Ordering::SeqCst);
+    }
+
+    /// Up to `limit` queued logins, oldest first: `(seq, login)`.
+    pub async fn outbox(&self, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
+        self.call(move |conn| {
+            let mut stmt =
+                conn.prepare("SELECT seq, login FROM pg_outbox ORDER BY seq LIMIT ?1")?;
+            let rows = stmt.query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Forgets queued logins up to and including `seq` (they reached PostgreSQL).
+    pub async fn outbox_done(&self, seq: i64) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.execute("DELETE FROM pg_outbox WHERE seq <= ?1", [seq])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Logins waiting for PostgreSQL.
+    pub async fn outbox_depth(&self) -> Result<u64, StoreError> {
+        self.call(|conn| {
+            Ok(
+                conn.query_row("SELECT COUNT(*) FROM pg_outbox", [], |r| r.get::<_, i64>(0))?
+                    as u64,
+            )
+        })
+        .await
     }
 
     /// Every streamer as a replicated record, ordered by login.

@@ -62,7 +62,7 @@ impl Db {
     /// row held it (the broadcaster renamed), that row lets go of it. False when
     /// no streamer has this login.
     pub async fn set_twitch_user_id(&self, login: &str, user_id: &str) -> Result<bool, StoreError> {
-        let (login, user_id, node) = (login.to_owned(), user_id.to_owned(), self.node_id());
+        let (login, user_id, stamp) = (login.to_owned(), user_id.to_owned(), self.stamp());
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let now = now_ms();
@@ -72,11 +72,16 @@ impl Db {
                 params![user_id, login, now],
             )?;
             // A new value is a change other nodes take (the mesh replicates rows).
-            tx.execute(
-                "UPDATE streamers SET rev = rev + 1, rev_node = ?3
-                 WHERE login = ?2 AND twitch_user_id IS NOT ?1",
-                params![user_id, login, node as i64],
-            )?;
+            let changed: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM streamers WHERE login = ?2 AND twitch_user_id IS NOT ?1",
+                    params![user_id, login],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = changed {
+                super::bump_rev(&tx, id, stamp, super::Part::Identity)?;
+            }
             let found = tx.execute(
                 "UPDATE streamers SET twitch_user_id = ?1, updated_at = ?3 WHERE login = ?2",
                 params![user_id, login, now],
