@@ -240,6 +240,24 @@ fn storage_suite_with_sqlite_and_postgres() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].record.config_version, 2);
     assert!(rows[0].record.config.contains("kept"));
+    // The shared audit log has who did what, once each.
+    let audit: Vec<(String, String)> = c
+        .query("SELECT actor, action FROM chatpulse_audit ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (actor, action) in [
+        ("config-file", "channel_created"),
+        ("test", "config_saved"),
+        ("test", "token_rotated"),
+    ] {
+        let n = audit
+            .iter()
+            .filter(|(a, b)| a == actor && b == action)
+            .count();
+        assert_eq!(n, 1, "{actor} {action} in {audit:?}");
+    }
 }
 
 #[test]

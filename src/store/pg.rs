@@ -63,11 +63,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE chatpulse_audit (
         id bigserial PRIMARY KEY,
-        at timestamptz NOT NULL DEFAULT now(),
+        at timestamptz NOT NULL,
         node bigint NOT NULL,
+        local_id bigint NOT NULL,
+        actor text NOT NULL,
         action text NOT NULL,
-        login text NOT NULL,
-        detail text NOT NULL
+        login text,
+        detail text NOT NULL,
+        UNIQUE (node, local_id)
     );",
 ];
 
@@ -145,8 +148,8 @@ pub fn read(
 
 /// Merges `r` into its row part by part (the same rule as SQLite's
 /// `apply_record`: larger versions win, ties go to the larger value, compared
-/// byte-wise), records the change in the audit log and notifies every node.
-pub fn push(client: &mut Client, r: &Replicated, node: u64) -> Result<(), postgres::Error> {
+/// byte-wise) and notifies every node.
+pub fn push(client: &mut Client, r: &Replicated) -> Result<(), postgres::Error> {
     let c = &r.record;
     let user_id = Some(c.twitch_user_id.as_str()).filter(|u| !u.is_empty());
     let i = |v: u64| v as i64;
@@ -192,15 +195,33 @@ pub fn push(client: &mut Client, r: &Replicated, node: u64) -> Result<(), postgr
             &i(r.node),
         ],
     )?;
-    let detail = format!(
-        "rev {} config v{} token {}",
-        r.rev, c.config_version, c.token_rev
-    );
-    tx.execute(
-        "INSERT INTO chatpulse_audit (node, action, login, detail) VALUES ($1, 'record_pushed', $2, $3)",
-        &[&i(node), &c.login, &detail],
-    )?;
     tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &c.login])?;
+    tx.commit()
+}
+
+/// This node's audit rows into the shared log (once each: `(node, local_id)`).
+pub fn push_audit(
+    client: &mut Client,
+    rows: &[crate::store::sqlite::PushedAudit],
+    node: u64,
+) -> Result<(), postgres::Error> {
+    let mut tx = client.transaction()?;
+    for a in rows {
+        tx.execute(
+            "INSERT INTO chatpulse_audit (at, node, local_id, actor, action, login, detail)
+             VALUES (to_timestamp($1::double precision / 1000), $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (node, local_id) DO NOTHING",
+            &[
+                &(a.at_ms as f64),
+                &(node as i64),
+                &a.id,
+                &a.actor,
+                &a.action,
+                &a.login,
+                &a.detail,
+            ],
+        )?;
+    }
     tx.commit()
 }
 
@@ -248,7 +269,7 @@ fn session(app: &Arc<App>, url: &str, tls: &Arc<rustls::ClientConfig>) -> Result
     // configured, or written while it was away, merge in (idempotently).
     let local = smol::block_on(app.db.records()).map_err(|e| format!("reading SQLite: {e}"))?;
     for r in &local {
-        push(&mut client, r, node).map_err(|e| format!("pushing {}: {e}", r.record.login))?;
+        push(&mut client, r).map_err(|e| format!("pushing {}: {e}", r.record.login))?;
     }
     if !status.up.swap(true, Ordering::SeqCst) {
         log::info!(
@@ -261,7 +282,8 @@ fn session(app: &Arc<App>, url: &str, tls: &Arc<rustls::ClientConfig>) -> Result
         if app.is_draining() {
             return Ok(());
         }
-        push_outbox(app, &mut client, node)?;
+        push_outbox(app, &mut client)?;
+        push_audit_log(app, &mut client, node)?;
         let due = last_full.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY);
         let logins = if due {
             None
@@ -302,8 +324,21 @@ fn notified(client: &mut Client) -> Result<Vec<String>, String> {
     Ok(logins)
 }
 
+/// This node's new audit rows into PostgreSQL's shared log.
+fn push_audit_log(app: &App, client: &mut Client, node: u64) -> Result<(), String> {
+    loop {
+        let rows =
+            smol::block_on(app.db.audit_to_push(PUSH_BATCH)).map_err(|e| format!("audit: {e}"))?;
+        let Some(last) = rows.last().map(|a| a.id) else {
+            return Ok(());
+        };
+        push_audit(client, &rows, node).map_err(|e| format!("pushing the audit log: {e}"))?;
+        smol::block_on(app.db.audit_pushed(last)).map_err(|e| format!("audit: {e}"))?;
+    }
+}
+
 /// Pushes queued logins' current rows in order; forgets them once stored.
-fn push_outbox(app: &App, client: &mut Client, node: u64) -> Result<(), String> {
+fn push_outbox(app: &App, client: &mut Client) -> Result<(), String> {
     let status = &app.pg_status;
     loop {
         let queued =
@@ -317,7 +352,7 @@ fn push_outbox(app: &App, client: &mut Client, node: u64) -> Result<(), String> 
             if let Some(r) =
                 smol::block_on(app.db.record(login)).map_err(|e| format!("outbox: {e}"))?
             {
-                push(client, &r, node).map_err(|e| format!("pushing {login}: {e}"))?;
+                push(client, &r).map_err(|e| format!("pushing {login}: {e}"))?;
             }
         }
         smol::block_on(app.db.outbox_done(last)).map_err(|e| format!("outbox: {e}"))?;

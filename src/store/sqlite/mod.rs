@@ -30,7 +30,7 @@ mod rows;
 mod twitch;
 
 pub use self::auth::{StoredTokens, TwitchUpsert};
-pub use self::replica::{Applied, ChannelRecord, Replicated};
+pub use self::replica::{Applied, ChannelRecord, PushedAudit, Replicated};
 use self::replica::{Part, bump_rev};
 pub use self::twitch::StoredSubscription;
 

@@ -108,6 +108,17 @@ pub(super) fn bump_rev(
     Ok(())
 }
 
+/// One local audit row on its way to PostgreSQL's shared audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushedAudit {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub login: Option<String>,
+    pub detail: String,
+}
+
 /// Who makes a local change, and whether it must also reach PostgreSQL.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Stamp {
@@ -170,6 +181,52 @@ impl Db {
     pub async fn outbox_done(&self, seq: i64) -> Result<(), StoreError> {
         self.call(move |conn| {
             conn.execute("DELETE FROM pg_outbox WHERE seq <= ?1", [seq])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Audit rows of changes made here (not those recording another node's
+    /// change) not yet in PostgreSQL, oldest first, with the streamer's login.
+    pub async fn audit_to_push(&self, limit: u32) -> Result<Vec<PushedAudit>, StoreError> {
+        self.call(move |conn| {
+            let after: i64 = conn
+                .query_row(
+                    "SELECT value FROM settings WHERE key = 'pg_audit_pushed'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut stmt = conn.prepare(
+                "SELECT a.id, a.at, a.actor, a.action, s.login, a.detail FROM audit_log a
+                 LEFT JOIN streamers s ON s.id = a.streamer_id
+                 WHERE a.id > ?1 AND a.actor NOT LIKE 'mesh:%' ORDER BY a.id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| {
+                Ok(PushedAudit {
+                    id: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    login: r.get(4)?,
+                    detail: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Audit rows up to `id` are in PostgreSQL.
+    pub async fn audit_pushed(&self, id: i64) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO settings (key, value, updated_at) VALUES ('pg_audit_pushed', ?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = ?1, updated_at = ?2",
+                params![id.to_string(), now_ms()],
+            )?;
             Ok(())
         })
         .await
