@@ -6,11 +6,13 @@
 //! `keys::KEYS` is the one table of scalar keys: the file name (`limits.max_connections`)
 //! and the environment name (`CHATPULSE_LIMITS_MAX_CONNECTIONS`) both come from it.
 //! `[[channel]]` tables are read by `seeds`; `toml` works around nanoserde's TOML
-//! parser; [`IpNet`] lives in `ipnet`. `config.example.toml` documents every key; a
+//! parser; [`IpNet`] lives in `ipnet`; `[mesh]` and its checks in `mesh`,
+//! `environment` and `[postgres]` in `postgres`. `config.example.toml` documents every key; a
 //! test keeps it equal to the defaults.
 
 mod ipnet;
 mod keys;
+mod mesh;
 mod postgres;
 mod seeds;
 mod toml;
@@ -28,6 +30,7 @@ use log::LevelFilter;
 use nanoserde::Toml;
 
 use self::keys::{ENV_ALIASES, KEYS, Raw, set};
+pub use self::mesh::{DEFAULT_MESH_TLS_NAME, MeshSection};
 pub use self::postgres::{Environment, PostgresSection, sslmode};
 use self::seeds::channel_seeds;
 use self::toml::parse_toml;
@@ -223,61 +226,6 @@ impl fmt::Debug for AuthConfig {
             .field("encryption_key", &hidden(self.encryption_key.is_some()))
             .field("redirect_uri", &self.redirect_uri)
             .field("secure_cookies", &self.secure_cookies)
-            .finish()
-    }
-}
-
-/// `[mesh]`: the cluster this node belongs to. No mesh unless `listen` is set.
-#[derive(Clone, PartialEq)]
-pub struct MeshSection {
-    /// Where other nodes connect (mesh traffic only, not HTTP).
-    pub listen: Option<SocketAddr>,
-    /// The address other nodes dial; defaults to `listen` (required when that is 0.0.0.0).
-    pub advertise: Option<SocketAddr>,
-    /// Nodes to join through, `ip:port` or `name:port`; any one live seed is enough.
-    pub seeds: Vec<String>,
-    /// Shared by every node, at least [`crate::mesh::MIN_SECRET_LEN`] bytes.
-    pub secret: Option<String>,
-    /// Mutual TLS between nodes: this node's certificate chain and key, and the
-    /// CA every node's certificate must chain to. All three, or none.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub tls_ca: Option<PathBuf>,
-    /// The name every node's certificate carries and peers verify (nodes dial
-    /// each other by address, so one shared name instead of per-node ones).
-    pub tls_name: String,
-}
-
-/// The name mesh certificates carry unless `mesh.tls_name` says otherwise.
-pub const DEFAULT_MESH_TLS_NAME: &str = "chatpulse-mesh";
-
-impl Default for MeshSection {
-    fn default() -> Self {
-        MeshSection {
-            listen: None,
-            advertise: None,
-            seeds: Vec::new(),
-            secret: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_ca: None,
-            tls_name: DEFAULT_MESH_TLS_NAME.into(),
-        }
-    }
-}
-
-/// The secret stays out of logs and panic messages.
-impl fmt::Debug for MeshSection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MeshSection")
-            .field("listen", &self.listen)
-            .field("advertise", &self.advertise)
-            .field("seeds", &self.seeds)
-            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
-            .field("tls_cert", &self.tls_cert)
-            .field("tls_key", &self.tls_key)
-            .field("tls_ca", &self.tls_ca)
-            .field("tls_name", &self.tls_name)
             .finish()
     }
 }
@@ -524,32 +472,10 @@ pub fn load(overrides: &Overrides, env: &[(String, String)]) -> Result<Config, C
     }
     check_twitch(&config.twitch)?;
     check_auth(&config)?;
-    check_mesh(&config.mesh)?;
+    mesh::check(&config.mesh)?;
     check_tls(&config.tls)?;
     postgres::check(config.environment, &config.postgres)?;
     Ok(config)
-}
-
-/// A mesh cannot run without its shared secret.
-fn check_mesh(m: &MeshSection) -> Result<(), ConfigError> {
-    if let (Some(_), None) = (m.listen, &m.secret) {
-        return Err(ConfigError::Missing {
-            key: "mesh.secret (mesh.listen is set)".into(),
-        });
-    }
-    let set = [&m.tls_cert, &m.tls_key, &m.tls_ca].map(Option::is_some);
-    if set.contains(&true) && set.contains(&false) {
-        let missing: Vec<&str> = ["mesh.tls_cert", "mesh.tls_key", "mesh.tls_ca"]
-            .into_iter()
-            .zip(set)
-            .filter(|(_, is_set)| !is_set)
-            .map(|(key, _)| key)
-            .collect();
-        return Err(ConfigError::Missing {
-            key: format!("{} (mesh TLS needs all three files)", missing.join(" and ")),
-        });
-    }
-    Ok(())
 }
 
 /// A certificate needs its key (and the reverse); a redirect needs HTTPS to point at.
@@ -616,7 +542,7 @@ pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
     apply_file(&mut config, &parse_toml(s, None)?)?;
     check_twitch(&config.twitch)?;
     check_auth(&config)?;
-    check_mesh(&config.mesh)?;
+    mesh::check(&config.mesh)?;
     check_tls(&config.tls)?;
     postgres::check(config.environment, &config.postgres)?;
     Ok(config)
