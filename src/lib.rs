@@ -13,7 +13,7 @@
 //! | [`doctor`] | `chatpulse doctor URL`: the load-balancer guide's checklist against a deployment, with fixes |
 //! | [`config`] | TOML file + `CHATPULSE_*` env → validated [`config::Config`] |
 //! | [`logger`] | the `log` backend (text or JSON lines on stderr) |
-//! | [`server`] | a node's lifecycle: startup story, loops, graceful shutdown |
+//! | [`server`] | a node's lifecycle: startup story, loops, graceful shutdown; `server/cluster.rs`: joining the mesh, presence, the PostgreSQL thread |
 //! | [`app`] | the services of one node, shared by `Arc<App>` |
 //! | [`bench`] | the load tool behind `chatpulse-bench` (IRC feed, overlay clients, report; `partition`: nodes in network namespaces of its own (`netlab`), split or killed and healed; `floor`: one loopback write's cost) |
 //! | [`http`] | HTTP/1.1: head parsing (pure), responses, the route table; sign-in and dashboard handlers |
