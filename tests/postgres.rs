@@ -273,3 +273,50 @@ fn production_refuses_an_unencrypted_postgres_url() {
     );
     assert!(!err.contains("pw@"), "{err}");
 }
+
+#[test]
+fn eventsub_subscriptions_and_conduits_are_shared_through_postgres() {
+    use chatpulse::store::sqlite::StoredSubscription;
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    run(TEST_TIMEOUT, async {
+        let a = TestServer::start_with(&toml(&pg, ONE_CHANNEL), None, None).await;
+        let b = TestServer::start_with(&toml(&pg, ""), None, None).await;
+        let (da, db) = (&a.server.app().db, &b.server.app().db);
+        let sub = StoredSubscription {
+            id: "sub-1".into(),
+            kind: "channel.chat.message".into(),
+            broadcaster_user_id: "42".into(),
+            login: "alice".into(),
+            bot_user_id: "7".into(),
+            conduit_id: "conduit-1".into(),
+            status: "enabled".into(),
+            reason: None,
+        };
+        da.set_conduit_id("app", "conduit-1").await.unwrap();
+        da.upsert_eventsub_subscription(&sub).await.unwrap();
+        until("B has A's subscription and conduit", SYNC, || async {
+            db.eventsub_subscriptions().await.unwrap() == vec![sub.clone()]
+                && db.conduit_id("app").await.unwrap().as_deref() == Some("conduit-1")
+        })
+        .await;
+        // A revocation on B reaches A; then a deletion on A reaches B.
+        assert!(
+            db.revoke_eventsub_subscription("sub-1", "authorization_revoked")
+                .await
+                .unwrap()
+        );
+        until("A sees the revocation", SYNC, || async {
+            da.eventsub_subscriptions().await.unwrap()[0].status == "revoked"
+        })
+        .await;
+        assert!(da.delete_eventsub_subscription("sub-1").await.unwrap());
+        until("B sees the deletion", SYNC, || async {
+            db.eventsub_subscriptions().await.unwrap().is_empty()
+        })
+        .await;
+        a.stop().await;
+        b.stop().await;
+    });
+}

@@ -29,7 +29,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Row};
 
 use crate::app::{App, now_ms};
-use crate::store::sqlite::{ChannelRecord, Replicated};
+use crate::store::sqlite::{ChannelRecord, Queued, Replicated, StoredSubscription};
 
 /// The reference's advisory lock key ("chatpu").
 pub const MIGRATION_LOCK: i64 = 0x6368_6174_7075;
@@ -42,6 +42,8 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::fro
 /// Queued logins pushed per round.
 const PUSH_BATCH: u32 = 100;
 const CHANNEL: &str = "chatpulse_streamers";
+/// Notified after a subscription or conduit row changed.
+const TWITCH_CHANNEL: &str = "chatpulse_twitch";
 
 /// Append only; each runs in its own transaction.
 const MIGRATIONS: &[&str] = &[
@@ -71,6 +73,26 @@ const MIGRATIONS: &[&str] = &[
         login text,
         detail text NOT NULL,
         UNIQUE (node, local_id)
+    );",
+    // v2: the EventSub webhook source's state (Twitch stays the real authority;
+    // every node sees what the others reconciled). Last writer by updated_ms;
+    // a deleted subscription stays as a tombstone so the deletion spreads.
+    "CREATE TABLE chatpulse_conduits (
+        client_id text PRIMARY KEY,
+        conduit_id text NOT NULL,
+        updated_ms bigint NOT NULL
+    );
+    CREATE TABLE chatpulse_subscriptions (
+        id text PRIMARY KEY,
+        kind text NOT NULL,
+        broadcaster_user_id text NOT NULL,
+        login text NOT NULL,
+        bot_user_id text NOT NULL,
+        conduit_id text NOT NULL,
+        status text NOT NULL,
+        reason text,
+        deleted boolean NOT NULL,
+        updated_ms bigint NOT NULL
     );",
 ];
 
@@ -262,7 +284,7 @@ fn session(app: &Arc<App>, url: &str, tls: &Arc<rustls::ClientConfig>) -> Result
     let mut client = connect(url, tls).map_err(|e| format!("connecting: {e}"))?;
     let version = migrate(&mut client).map_err(|e| format!("migrating: {e}"))?;
     client
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {TWITCH_CHANNEL}"))
         .map_err(|e| format!("LISTEN: {e}"))?;
     let node = app.state.node_id();
     // Every local row once per connection: rows from before PostgreSQL was
@@ -285,11 +307,15 @@ fn session(app: &Arc<App>, url: &str, tls: &Arc<rustls::ClientConfig>) -> Result
         push_outbox(app, &mut client)?;
         push_audit_log(app, &mut client, node)?;
         let due = last_full.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY);
-        let logins = if due {
-            None
+        let (logins, twitch) = if due {
+            (None, true)
         } else {
-            Some(notified(&mut client)?)
+            let (l, t) = notified(&mut client)?;
+            (Some(l), t)
         };
+        if twitch {
+            pull_twitch(app, &mut client)?;
+        }
         if let Some(l) = &logins
             && l.is_empty()
         {
@@ -307,13 +333,17 @@ fn session(app: &Arc<App>, url: &str, tls: &Arc<rustls::ClientConfig>) -> Result
     }
 }
 
-/// Logins other nodes changed, waiting at most one tick.
-fn notified(client: &mut Client) -> Result<Vec<String>, String> {
+/// Logins other nodes changed, and whether subscriptions or conduits did,
+/// waiting at most one tick.
+fn notified(client: &mut Client) -> Result<(Vec<String>, bool), String> {
     let mut logins = Vec::new();
+    let mut twitch = false;
     let mut n = client.notifications();
     let mut it = n.timeout_iter(TICK);
     while let Some(note) = it.next().map_err(|e| format!("LISTEN: {e}"))? {
-        if note.channel() == CHANNEL && !logins.iter().any(|l| l == note.payload()) {
+        if note.channel() == TWITCH_CHANNEL {
+            twitch = true;
+        } else if note.channel() == CHANNEL && !logins.iter().any(|l| l == note.payload()) {
             logins.push(note.payload().to_string());
         }
         // Drain what else arrived without waiting again.
@@ -321,7 +351,7 @@ fn notified(client: &mut Client) -> Result<Vec<String>, String> {
             break;
         }
     }
-    Ok(logins)
+    Ok((logins, twitch))
 }
 
 /// This node's new audit rows into PostgreSQL's shared log.
@@ -337,24 +367,152 @@ fn push_audit_log(app: &App, client: &mut Client, node: u64) -> Result<(), Strin
     }
 }
 
-/// Pushes queued logins' current rows in order; forgets them once stored.
+/// Pushes the queued items' current rows in order; forgets them once stored.
 fn push_outbox(app: &App, client: &mut Client) -> Result<(), String> {
     let status = &app.pg_status;
     loop {
         let queued =
             smol::block_on(app.db.outbox(PUSH_BATCH)).map_err(|e| format!("outbox: {e}"))?;
-        let Some(&(last, _)) = queued.last() else {
+        let Some(last) = queued.last().map(|q| q.seq) else {
             status.outbox.store(0, Ordering::SeqCst);
             return Ok(());
         };
         status.outbox.store(queued.len() as u64, Ordering::SeqCst);
-        for (_, login) in &queued {
-            if let Some(r) =
-                smol::block_on(app.db.record(login)).map_err(|e| format!("outbox: {e}"))?
-            {
-                push(client, &r).map_err(|e| format!("pushing {login}: {e}"))?;
-            }
+        for q in &queued {
+            push_queued(app, client, q)
+                .map_err(|e| format!("pushing {} {}: {e}", q.kind, q.key))?;
         }
         smol::block_on(app.db.outbox_done(last)).map_err(|e| format!("outbox: {e}"))?;
     }
+}
+
+/// One outbox item: the current local row of what it names (a tombstone for
+/// a deleted subscription).
+fn push_queued(app: &App, client: &mut Client, q: &Queued) -> Result<(), String> {
+    let db = &app.db;
+    match q.kind.as_str() {
+        "streamer" => {
+            if let Some(r) = smol::block_on(db.record(&q.key)).map_err(|e| e.to_string())? {
+                push(client, &r).map_err(|e| e.to_string())?;
+            }
+        }
+        "subscription" => {
+            let row =
+                smol::block_on(db.eventsub_subscription(&q.key)).map_err(|e| e.to_string())?;
+            push_subscription(client, &q.key, row, q.queued_at).map_err(|e| e.to_string())?;
+        }
+        "conduit" => {
+            if let Some((conduit, at)) =
+                smol::block_on(db.conduit_row(&q.key)).map_err(|e| e.to_string())?
+            {
+                client
+                    .execute(
+                        "INSERT INTO chatpulse_conduits (client_id, conduit_id, updated_ms)
+                         VALUES ($1, $2, $3)
+                         ON CONFLICT (client_id) DO UPDATE SET conduit_id = EXCLUDED.conduit_id,
+                           updated_ms = EXCLUDED.updated_ms
+                         WHERE chatpulse_conduits.updated_ms < EXCLUDED.updated_ms",
+                        &[&q.key, &conduit, &at],
+                    )
+                    .map_err(|e| e.to_string())?;
+                notify_twitch(client).map_err(|e| e.to_string())?;
+            }
+        }
+        other => log::warn!("postgres: unknown outbox kind {other:?} skipped"),
+    }
+    Ok(())
+}
+
+/// A subscription row (or, `None`, its tombstone) if newer than PostgreSQL's.
+pub fn push_subscription(
+    client: &mut Client,
+    id: &str,
+    row: Option<(StoredSubscription, i64)>,
+    deleted_at: i64,
+) -> Result<(), postgres::Error> {
+    let (s, deleted, at) = match row {
+        Some((s, at)) => (s, false, at),
+        None => (
+            StoredSubscription {
+                id: id.to_string(),
+                kind: String::new(),
+                broadcaster_user_id: String::new(),
+                login: String::new(),
+                bot_user_id: String::new(),
+                conduit_id: String::new(),
+                status: "deleted".into(),
+                reason: None,
+            },
+            true,
+            deleted_at,
+        ),
+    };
+    client.execute(
+        "INSERT INTO chatpulse_subscriptions (id, kind, broadcaster_user_id, login, bot_user_id,
+             conduit_id, status, reason, deleted, updated_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind,
+           broadcaster_user_id = EXCLUDED.broadcaster_user_id, login = EXCLUDED.login,
+           bot_user_id = EXCLUDED.bot_user_id, conduit_id = EXCLUDED.conduit_id,
+           status = EXCLUDED.status, reason = EXCLUDED.reason, deleted = EXCLUDED.deleted,
+           updated_ms = EXCLUDED.updated_ms
+         WHERE chatpulse_subscriptions.updated_ms < EXCLUDED.updated_ms",
+        &[
+            &id,
+            &s.kind,
+            &s.broadcaster_user_id,
+            &s.login,
+            &s.bot_user_id,
+            &s.conduit_id,
+            &s.status,
+            &s.reason,
+            &deleted,
+            &at,
+        ],
+    )?;
+    notify_twitch(client)
+}
+
+fn notify_twitch(client: &mut Client) -> Result<(), postgres::Error> {
+    client.execute("SELECT pg_notify($1, '')", &[&TWITCH_CHANNEL])?;
+    Ok(())
+}
+
+/// Every subscription and conduit row into SQLite where newer than ours.
+fn pull_twitch(app: &App, client: &mut Client) -> Result<(), String> {
+    let db = &app.db;
+    let subs = client
+        .query(
+            "SELECT id, kind, broadcaster_user_id, login, bot_user_id, conduit_id, status, reason,
+                    deleted, updated_ms FROM chatpulse_subscriptions",
+            &[],
+        )
+        .map_err(|e| format!("reading subscriptions: {e}"))?;
+    for r in &subs {
+        let id: String = r.get(0);
+        let deleted: bool = r.get(8);
+        let row = (!deleted).then(|| StoredSubscription {
+            id: id.clone(),
+            kind: r.get(1),
+            broadcaster_user_id: r.get(2),
+            login: r.get(3),
+            bot_user_id: r.get(4),
+            conduit_id: r.get(5),
+            status: r.get(6),
+            reason: r.get(7),
+        });
+        smol::block_on(db.apply_subscription(&id, row, r.get(9))).map_err(|e| e.to_string())?;
+    }
+    let conduits = client
+        .query(
+            "SELECT client_id, conduit_id, updated_ms FROM chatpulse_conduits",
+            &[],
+        )
+        .map_err(|e| format!("reading conduits: {e}"))?;
+    for r in &conduits {
+        let (client_id, conduit): (String, String) = (r.get(0), r.get(1));
+        smol::block_on(db.apply_conduit(&client_id, &conduit, r.get(2)))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

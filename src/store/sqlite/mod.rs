@@ -30,8 +30,8 @@ mod rows;
 mod twitch;
 
 pub use self::auth::{StoredTokens, TwitchUpsert};
-pub use self::replica::{Applied, ChannelRecord, PushedAudit, Replicated};
-use self::replica::{Part, bump_rev};
+pub use self::replica::{Applied, ChannelRecord, PushedAudit, Queued, Replicated};
+use self::replica::{Part, bump_rev, queue};
 pub use self::twitch::StoredSubscription;
 
 #[cfg(test)]
@@ -139,12 +139,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE streamers ADD COLUMN config_node INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE streamers ADD COLUMN token_rev INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE streamers ADD COLUMN token_node INTEGER NOT NULL DEFAULT 0;",
-    // v5: with PostgreSQL (`store::pg`), every local change of a streamer also
-    // queues its login here, in the same transaction; the PostgreSQL task pushes
-    // the current row of each queued login, oldest first, and deletes it after.
+    // v5: with PostgreSQL (`store::pg`), every local change of a streamer, an
+    // EventSub subscription or a conduit also queues (kind, key) here, in the
+    // same transaction; the PostgreSQL task pushes each queued item's current
+    // row (a tombstone when it is gone), oldest first, and deletes it after.
     "CREATE TABLE pg_outbox (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        login TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('streamer', 'subscription', 'conduit')),
+        key TEXT NOT NULL,
         queued_at INTEGER NOT NULL
     );",
 ];

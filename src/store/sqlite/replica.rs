@@ -100,11 +100,31 @@ pub(super) fn bump_rev(
     tx.execute(sql, params![streamer_id, node as i64])?;
     if postgres {
         tx.execute(
-            "INSERT INTO pg_outbox (login, queued_at)
-             SELECT login, ?2 FROM streamers WHERE id = ?1",
+            "INSERT INTO pg_outbox (kind, key, queued_at)
+             SELECT 'streamer', login, ?2 FROM streamers WHERE id = ?1",
             params![streamer_id, now_ms()],
         )?;
     }
+    Ok(())
+}
+
+/// One item of the PostgreSQL outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    pub seq: i64,
+    /// `streamer` (key: login), `subscription` (key: Twitch's id) or
+    /// `conduit` (key: client id).
+    pub kind: String,
+    pub key: String,
+    pub queued_at: i64,
+}
+
+/// Queues `(kind, key)` for PostgreSQL inside the caller's transaction.
+pub(super) fn queue(tx: &Transaction, kind: &str, key: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO pg_outbox (kind, key, queued_at) VALUES (?1, ?2, ?3)",
+        params![kind, key, now_ms()],
+    )?;
     Ok(())
 }
 
@@ -166,18 +186,25 @@ impl Db {
         self.pg.store(true, Ordering::SeqCst);
     }
 
-    /// Up to `limit` queued logins, oldest first: `(seq, login)`.
-    pub async fn outbox(&self, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
+    /// Up to `limit` queued items, oldest first.
+    pub async fn outbox(&self, limit: u32) -> Result<Vec<Queued>, StoreError> {
         self.call(move |conn| {
-            let mut stmt =
-                conn.prepare("SELECT seq, login FROM pg_outbox ORDER BY seq LIMIT ?1")?;
-            let rows = stmt.query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut stmt = conn
+                .prepare("SELECT seq, kind, key, queued_at FROM pg_outbox ORDER BY seq LIMIT ?1")?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok(Queued {
+                    seq: r.get(0)?,
+                    kind: r.get(1)?,
+                    key: r.get(2)?,
+                    queued_at: r.get(3)?,
+                })
+            })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }
 
-    /// Forgets queued logins up to and including `seq` (they reached PostgreSQL).
+    /// Forgets queued items up to and including `seq` (they reached PostgreSQL).
     pub async fn outbox_done(&self, seq: i64) -> Result<(), StoreError> {
         self.call(move |conn| {
             conn.execute("DELETE FROM pg_outbox WHERE seq <= ?1", [seq])?;

@@ -46,13 +46,19 @@ impl Db {
         conduit_id: &str,
     ) -> Result<(), StoreError> {
         let (client_id, conduit_id) = (client_id.to_owned(), conduit_id.to_owned());
+        let pg = self.stamp().postgres;
         self.call(move |conn| {
-            conn.execute(
+            let tx = conn.transaction()?;
+            tx.execute(
                 "INSERT INTO twitch_conduits (client_id, conduit_id, updated_at)
                  VALUES (?1, ?2, ?3)
                  ON CONFLICT (client_id) DO UPDATE SET conduit_id = ?2, updated_at = ?3",
                 params![client_id, conduit_id, now_ms()],
             )?;
+            if pg {
+                super::queue(&tx, "conduit", &client_id)?;
+            }
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -136,8 +142,10 @@ impl Db {
         sub: &StoredSubscription,
     ) -> Result<(), StoreError> {
         let s = sub.clone();
+        let pg = self.stamp().postgres;
         self.call(move |conn| {
-            conn.execute(
+            let tx = conn.transaction()?;
+            tx.execute(
                 "INSERT INTO eventsub_subscriptions
                  (id, kind, broadcaster_user_id, login, bot_user_id, conduit_id, status, reason,
                   updated_at)
@@ -156,6 +164,10 @@ impl Db {
                     now_ms()
                 ],
             )?;
+            if pg {
+                super::queue(&tx, "subscription", &s.id)?;
+            }
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -164,8 +176,15 @@ impl Db {
     /// Removes a row; false when there was none.
     pub async fn delete_eventsub_subscription(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
+        let pg = self.stamp().postgres;
         self.call(move |conn| {
-            Ok(conn.execute("DELETE FROM eventsub_subscriptions WHERE id = ?1", [id])? > 0)
+            let tx = conn.transaction()?;
+            let gone = tx.execute("DELETE FROM eventsub_subscriptions WHERE id = ?1", [&id])? > 0;
+            if pg && gone {
+                super::queue(&tx, "subscription", &id)?;
+            }
+            tx.commit()?;
+            Ok(gone)
         })
         .await
     }
@@ -178,13 +197,139 @@ impl Db {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let (id, reason) = (id.to_owned(), reason.to_owned());
+        let pg = self.stamp().postgres;
         self.call(move |conn| {
-            let changed = conn.execute(
+            let tx = conn.transaction()?;
+            let changed = tx.execute(
                 "UPDATE eventsub_subscriptions SET status = 'revoked', reason = ?2, updated_at = ?3
                  WHERE id = ?1",
                 params![id, reason, now_ms()],
             )?;
+            if pg && changed > 0 {
+                super::queue(&tx, "subscription", &id)?;
+            }
+            tx.commit()?;
             Ok(changed > 0)
+        })
+        .await
+    }
+
+    /// The subscription row with `id` and when it last changed (Unix ms).
+    pub async fn eventsub_subscription(
+        &self,
+        id: &str,
+    ) -> Result<Option<(StoredSubscription, i64)>, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, kind, broadcaster_user_id, login, bot_user_id, conduit_id, status,
+                            reason, updated_at
+                     FROM eventsub_subscriptions WHERE id = ?1",
+                    [id],
+                    |r| {
+                        let sub = StoredSubscription {
+                            id: r.get(0)?,
+                            kind: r.get(1)?,
+                            broadcaster_user_id: r.get(2)?,
+                            login: r.get(3)?,
+                            bot_user_id: r.get(4)?,
+                            conduit_id: r.get(5)?,
+                            status: r.get(6)?,
+                            reason: r.get(7)?,
+                        };
+                        Ok((sub, r.get(8)?))
+                    },
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    /// The conduit row of `client_id` and when it last changed.
+    pub async fn conduit_row(&self, client_id: &str) -> Result<Option<(String, i64)>, StoreError> {
+        let client_id = client_id.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT conduit_id, updated_at FROM twitch_conduits WHERE client_id = ?1",
+                    [client_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    /// A subscription row from PostgreSQL (another node's change): kept if newer
+    /// than ours; `None` is a deletion. Not queued back.
+    pub async fn apply_subscription(
+        &self,
+        id: &str,
+        row: Option<StoredSubscription>,
+        updated_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let ours: Option<i64> = tx
+                .query_row(
+                    "SELECT updated_at FROM eventsub_subscriptions WHERE id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if ours.is_some_and(|at| at >= updated_ms) {
+                return Ok(false);
+            }
+            let changed = match row {
+                None => tx.execute("DELETE FROM eventsub_subscriptions WHERE id = ?1", [&id])? > 0,
+                Some(s) => {
+                    tx.execute(
+                        "INSERT INTO eventsub_subscriptions
+                         (id, kind, broadcaster_user_id, login, bot_user_id, conduit_id, status,
+                          reason, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT (id) DO UPDATE SET kind = ?2, broadcaster_user_id = ?3,
+                           login = ?4, bot_user_id = ?5, conduit_id = ?6, status = ?7,
+                           reason = ?8, updated_at = ?9",
+                        params![
+                            id,
+                            s.kind,
+                            s.broadcaster_user_id,
+                            s.login,
+                            s.bot_user_id,
+                            s.conduit_id,
+                            s.status,
+                            s.reason,
+                            updated_ms
+                        ],
+                    )?;
+                    true
+                }
+            };
+            tx.commit()?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    /// A conduit row from PostgreSQL: kept if newer than ours. Not queued back.
+    pub async fn apply_conduit(
+        &self,
+        client_id: &str,
+        conduit_id: &str,
+        updated_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (client_id, conduit_id) = (client_id.to_owned(), conduit_id.to_owned());
+        self.call(move |conn| {
+            Ok(conn.execute(
+                "INSERT INTO twitch_conduits (client_id, conduit_id, updated_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (client_id) DO UPDATE SET conduit_id = ?2, updated_at = ?3
+                 WHERE twitch_conduits.updated_at < ?3",
+                params![client_id, conduit_id, updated_ms],
+            )? > 0)
         })
         .await
     }
