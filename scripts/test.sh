@@ -49,3 +49,7 @@ cargo clippy --locked --all-targets --features postgres -q -- -D warnings
 # Everything, PostgreSQL support included (the default build differs only by
 # leaving that module out; the ARM binaries above are default builds).
 cargo test --locked --features postgres
+
+# Every parser of outside input under coverage-guided fuzzing, 15 s each (a
+# crash fails the suite; longer runs: scripts/fuzz.sh SECS [TARGET]).
+scripts/fuzz.sh 15
