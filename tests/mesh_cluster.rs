@@ -15,28 +15,12 @@ const SECRET: &str = "cluster-test-secret-0123456789";
 const CONVERGE: Duration = Duration::from_secs(20);
 
 fn mesh_toml(seeds: &[SocketAddr], secret: &str) -> String {
-    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
-    format!(
-        "[mesh]\nlisten = \"127.0.0.1:0\"\nseeds = [{}]\nsecret = \"{secret}\"\n\n{ONE_CHANNEL}",
-        seeds.join(", ")
-    )
+    crate::common::mesh_toml(seeds, secret, ONE_CHANNEL)
 }
 
 /// A, then B and C seeded with A; returns once all three see each other.
 async fn trio() -> Vec<TestServer> {
-    let a = TestServer::start_with(&mesh_toml(&[], SECRET), None, None).await;
-    let seed = a.mesh().local_addr();
-    let b = TestServer::start_with(&mesh_toml(&[seed], SECRET), None, None).await;
-    let c = TestServer::start_with(&mesh_toml(&[seed], SECRET), None, None).await;
-    let nodes = vec![a, b, c];
-    eventually("three live members everywhere", CONVERGE, || {
-        nodes
-            .iter()
-            .all(|n| n.mesh().live().len() == 3)
-            .then_some(())
-    })
-    .await;
-    nodes
+    crate::common::mesh_trio(SECRET, ONE_CHANNEL, ONE_CHANNEL).await
 }
 
 /// Every node counts `n` overlays of alice (presence has spread).

@@ -15,28 +15,12 @@ const SECRET: &str = "replica-test-secret-0123456789";
 const CONVERGE: Duration = Duration::from_secs(20);
 
 fn toml(seeds: &[SocketAddr], channels: &str) -> String {
-    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
-    format!(
-        "[mesh]\nlisten = \"127.0.0.1:0\"\nseeds = [{}]\nsecret = \"{SECRET}\"\n\n{channels}",
-        seeds.join(", ")
-    )
+    crate::common::mesh_toml(seeds, SECRET, channels)
 }
 
 /// A with `first`, then B and C (seeded with A) with `others`; all three live.
 async fn trio_with(first: &str, others: &str) -> Vec<TestServer> {
-    let a = TestServer::start_with(&toml(&[], first), None, None).await;
-    let seed = a.mesh().local_addr();
-    let b = TestServer::start_with(&toml(&[seed], others), None, None).await;
-    let c = TestServer::start_with(&toml(&[seed], others), None, None).await;
-    let nodes = vec![a, b, c];
-    eventually("three live members everywhere", CONVERGE, || {
-        nodes
-            .iter()
-            .all(|n| n.mesh().live().len() == 3)
-            .then_some(())
-    })
-    .await;
-    nodes
+    crate::common::mesh_trio(SECRET, first, others).await
 }
 
 fn label(t: &TestServer, login: &str) -> Option<String> {

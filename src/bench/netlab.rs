@@ -166,13 +166,7 @@ impl Lab {
         for (g, hosts) in groups.iter().enumerate() {
             let br = self.bridge(g + 1)?;
             for &i in hosts.iter().filter(|&&i| i < self.hosts) {
-                ip(&[
-                    "link",
-                    "set",
-                    &format!("cpm{}h{i}", self.tag),
-                    "master",
-                    &br,
-                ])?;
+                self.attach_mesh_port(i, &br)?;
             }
         }
         Ok(())
@@ -180,17 +174,16 @@ impl Lab {
 
     /// Every mesh port back on one bridge.
     pub fn heal(&mut self) -> Result<(), String> {
+        let healed = self.mesh_bridges[0].clone();
         for i in 0..self.hosts {
-            let br = self.mesh_bridges[0].clone();
-            ip(&[
-                "link",
-                "set",
-                &format!("cpm{}h{i}", self.tag),
-                "master",
-                &br,
-            ])?;
+            self.attach_mesh_port(i, &healed)?;
         }
         Ok(())
+    }
+
+    /// Host `i`'s mesh port onto bridge `br`.
+    fn attach_mesh_port(&self, i: usize, br: &str) -> Result<(), String> {
+        ip(&["link", "set", &format!("cpm{}h{i}", self.tag), "master", br])
     }
 
     fn teardown(&self) -> Result<(), String> {

@@ -91,9 +91,7 @@ impl Hub {
             }
         }
         // Recorded before sending, so an acknowledgement can never come first.
-        let seq = self.forwards().reserve()?;
-        self.forwards()
-            .sent(seq, owner, msg.clone(), Instant::now());
+        let seq = self.forwards().track(owner, msg, Instant::now())?;
         match mesh.send(owner, &forward_frame(msg, seq)) {
             Ok(()) => Some(VoteResult::Forwarded),
             Err(e) => {

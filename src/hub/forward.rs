@@ -88,24 +88,20 @@ impl Default for Forwards {
 }
 
 impl Forwards {
-    /// A number for the next forwarded line, or `None` when too many wait.
-    pub fn reserve(&mut self) -> Option<u64> {
+    /// Numbers `msg` and keeps it until `owner` acknowledges it; `None` when
+    /// too many lines wait already (the caller counts it where it arrived).
+    pub fn track(&mut self, owner: NodeId, msg: &ChatMessage, now: Instant) -> Option<u64> {
         if self.unacked.len() >= MAX_UNACKED {
             return None;
         }
         self.next_seq += 1;
+        let pending = Pending {
+            owner,
+            msg: msg.clone(),
+            sent: now,
+        };
+        self.unacked.insert(self.next_seq, pending);
         Some(self.next_seq)
-    }
-
-    pub fn sent(&mut self, seq: u64, owner: NodeId, msg: ChatMessage, now: Instant) {
-        self.unacked.insert(
-            seq,
-            Pending {
-                owner,
-                msg,
-                sent: now,
-            },
-        );
     }
 
     pub fn unacked(&self) -> usize {
@@ -207,13 +203,10 @@ mod tests {
     fn acknowledged_lines_are_forgotten_and_the_rest_return_when_the_owner_fails() {
         let mut f = Forwards::default();
         let now = Instant::now();
-        let a = f.reserve().unwrap();
-        let b = f.reserve().unwrap();
-        let c = f.reserve().unwrap();
+        let a = f.track(1, &line("x"), now).unwrap();
+        let b = f.track(1, &line("y"), now).unwrap();
+        let c = f.track(2, &line("z"), now).unwrap();
         assert!(a < b && b < c);
-        f.sent(a, 1, line("x"), now);
-        f.sent(b, 1, line("y"), now);
-        f.sent(c, 2, line("z"), now);
         f.acked(2, &[a]); // not its line: ignored
         f.acked(1, &[a]);
         assert_eq!(f.unacked(), 2);
@@ -227,8 +220,7 @@ mod tests {
     fn resends_are_due_by_age_or_by_owner() {
         let mut f = Forwards::default();
         let t0 = Instant::now();
-        let a = f.reserve().unwrap();
-        f.sent(a, 1, line("x"), t0);
+        let a = f.track(1, &line("x"), t0).unwrap();
         assert!(f.resend_for(None, RESEND_AFTER, t0).is_empty());
         let later = t0 + RESEND_AFTER;
         let again = f.resend_for(None, RESEND_AFTER, later);
@@ -245,10 +237,9 @@ mod tests {
         let mut f = Forwards::default();
         let now = Instant::now();
         for _ in 0..MAX_UNACKED {
-            let s = f.reserve().unwrap();
-            f.sent(s, 1, line("x"), now);
+            f.track(1, &line("x"), now).unwrap();
         }
-        assert_eq!(f.reserve(), None);
+        assert_eq!(f.track(1, &line("x"), now), None);
     }
 
     #[test]

@@ -387,3 +387,36 @@ pub fn openssl(dir: &std::path::Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `[mesh]` listening on 127.0.0.1:0 with `seeds` and `secret`, then `rest`
+/// (channels, other sections).
+pub fn mesh_toml(seeds: &[SocketAddr], secret: &str, rest: &str) -> String {
+    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "[mesh]\nlisten = \"127.0.0.1:0\"\nseeds = [{}]\nsecret = \"{secret}\"\n\n{rest}",
+        seeds.join(", ")
+    )
+}
+
+/// Node A with `first`, then B and C (seeded with A) with `others`, all with
+/// `secret`; returns once all three see each other alive.
+pub async fn mesh_trio(secret: &str, first: &str, others: &str) -> Vec<TestServer> {
+    let a = TestServer::start_with(&mesh_toml(&[], secret, first), None, None).await;
+    let seed = a.mesh().local_addr();
+    let b = TestServer::start_with(&mesh_toml(&[seed], secret, others), None, None).await;
+    let c = TestServer::start_with(&mesh_toml(&[seed], secret, others), None, None).await;
+    let nodes = vec![a, b, c];
+    // Generous: the machine is shared and SWIM works in whole probe periods.
+    eventually(
+        "three live members everywhere",
+        Duration::from_secs(20),
+        || {
+            nodes
+                .iter()
+                .all(|n| n.mesh().live().len() == 3)
+                .then_some(())
+        },
+    )
+    .await;
+    nodes
+}

@@ -24,6 +24,51 @@ pub struct StoredSubscription {
     pub reason: Option<String>,
 }
 
+/// The columns [`subscription_from_row`] reads, in its order.
+const SUBSCRIPTION_COLUMNS: &str =
+    "id, kind, broadcaster_user_id, login, bot_user_id, conduit_id, status, reason";
+
+fn subscription_from_row(r: &rusqlite::Row) -> rusqlite::Result<StoredSubscription> {
+    Ok(StoredSubscription {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        broadcaster_user_id: r.get(2)?,
+        login: r.get(3)?,
+        bot_user_id: r.get(4)?,
+        conduit_id: r.get(5)?,
+        status: r.get(6)?,
+        reason: r.get(7)?,
+    })
+}
+
+/// Inserts or replaces the row with `s.id`, changed at `updated_at` (Unix ms).
+fn write_subscription(
+    tx: &rusqlite::Transaction,
+    s: &StoredSubscription,
+    updated_at: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO eventsub_subscriptions
+         (id, kind, broadcaster_user_id, login, bot_user_id, conduit_id, status, reason,
+          updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (id) DO UPDATE SET kind = ?2, broadcaster_user_id = ?3, login = ?4,
+           bot_user_id = ?5, conduit_id = ?6, status = ?7, reason = ?8, updated_at = ?9",
+        params![
+            s.id,
+            s.kind,
+            s.broadcaster_user_id,
+            s.login,
+            s.bot_user_id,
+            s.conduit_id,
+            s.status,
+            s.reason,
+            updated_at
+        ],
+    )?;
+    Ok(())
+}
+
 impl Db {
     /// The conduit this client id uses, if one was created or adopted before.
     pub async fn conduit_id(&self, client_id: &str) -> Result<Option<String>, StoreError> {
@@ -114,23 +159,10 @@ impl Db {
     /// Every stored subscription, ordered by broadcaster login.
     pub async fn eventsub_subscriptions(&self) -> Result<Vec<StoredSubscription>, StoreError> {
         self.call(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, kind, broadcaster_user_id, login, bot_user_id, conduit_id, status,
-                        reason
-                 FROM eventsub_subscriptions ORDER BY login, id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(StoredSubscription {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    broadcaster_user_id: r.get(2)?,
-                    login: r.get(3)?,
-                    bot_user_id: r.get(4)?,
-                    conduit_id: r.get(5)?,
-                    status: r.get(6)?,
-                    reason: r.get(7)?,
-                })
-            })?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM eventsub_subscriptions ORDER BY login, id"
+            ))?;
+            let rows = stmt.query_map([], subscription_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -145,25 +177,7 @@ impl Db {
         let pg = self.stamp().postgres;
         self.call(move |conn| {
             let tx = conn.transaction()?;
-            tx.execute(
-                "INSERT INTO eventsub_subscriptions
-                 (id, kind, broadcaster_user_id, login, bot_user_id, conduit_id, status, reason,
-                  updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (id) DO UPDATE SET kind = ?2, broadcaster_user_id = ?3, login = ?4,
-                   bot_user_id = ?5, conduit_id = ?6, status = ?7, reason = ?8, updated_at = ?9",
-                params![
-                    s.id,
-                    s.kind,
-                    s.broadcaster_user_id,
-                    s.login,
-                    s.bot_user_id,
-                    s.conduit_id,
-                    s.status,
-                    s.reason,
-                    now_ms()
-                ],
-            )?;
+            write_subscription(&tx, &s, now_ms())?;
             if pg {
                 super::queue(&tx, "subscription", &s.id)?;
             }
@@ -223,23 +237,11 @@ impl Db {
         self.call(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT id, kind, broadcaster_user_id, login, bot_user_id, conduit_id, status,
-                            reason, updated_at
-                     FROM eventsub_subscriptions WHERE id = ?1",
+                    &format!(
+                        "SELECT {SUBSCRIPTION_COLUMNS}, updated_at FROM eventsub_subscriptions WHERE id = ?1"
+                    ),
                     [id],
-                    |r| {
-                        let sub = StoredSubscription {
-                            id: r.get(0)?,
-                            kind: r.get(1)?,
-                            broadcaster_user_id: r.get(2)?,
-                            login: r.get(3)?,
-                            bot_user_id: r.get(4)?,
-                            conduit_id: r.get(5)?,
-                            status: r.get(6)?,
-                            reason: r.get(7)?,
-                        };
-                        Ok((sub, r.get(8)?))
-                    },
+                    |r| Ok((subscription_from_row(r)?, r.get(8)?)),
                 )
                 .optional()?)
         })
@@ -285,26 +287,7 @@ impl Db {
             let changed = match row {
                 None => tx.execute("DELETE FROM eventsub_subscriptions WHERE id = ?1", [&id])? > 0,
                 Some(s) => {
-                    tx.execute(
-                        "INSERT INTO eventsub_subscriptions
-                         (id, kind, broadcaster_user_id, login, bot_user_id, conduit_id, status,
-                          reason, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                         ON CONFLICT (id) DO UPDATE SET kind = ?2, broadcaster_user_id = ?3,
-                           login = ?4, bot_user_id = ?5, conduit_id = ?6, status = ?7,
-                           reason = ?8, updated_at = ?9",
-                        params![
-                            id,
-                            s.kind,
-                            s.broadcaster_user_id,
-                            s.login,
-                            s.bot_user_id,
-                            s.conduit_id,
-                            s.status,
-                            s.reason,
-                            updated_ms
-                        ],
-                    )?;
+                    write_subscription(&tx, &s, updated_ms)?;
                     true
                 }
             };
