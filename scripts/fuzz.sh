@@ -7,6 +7,8 @@
 # fuzz/artifacts/TARGET/ — turn it into a regression test beside the parser.
 #   scripts/fuzz.sh            # every target, 15 s each (what the test suite runs)
 #   scripts/fuzz.sh 600 irc_line   # a longer run of one target
+#   FUZZ_CORPUS=fuzz/corpus scripts/fuzz.sh 300   # keep what each run learned
+#                                  # (fuzz/corpus/TARGET, git-ignored; see docs/fuzzing.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
@@ -20,10 +22,11 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list --fuzz-dir fuzz)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
+corpus=${FUZZ_CORPUS:-$scratch}
 for t in "${targets[@]}"; do
-  mkdir -p "$scratch/$t" "fuzz/seeds/$t"
+  mkdir -p "$corpus/$t" "fuzz/seeds/$t"
   echo "fuzz: $t for ${secs}s"
-  if ! cargo fuzz run --fuzz-dir fuzz -O "$t" "$scratch/$t" "fuzz/seeds/$t" -- \
+  if ! cargo fuzz run --fuzz-dir fuzz -O "$t" "$corpus/$t" "fuzz/seeds/$t" -- \
     -max_total_time="$secs" -max_len=65536 >"$scratch/$t.log" 2>&1; then
     tail -n 40 "$scratch/$t.log" >&2
     echo "fuzz: $t failed: a crash is saved under fuzz/artifacts/$t" >&2

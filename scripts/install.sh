@@ -2,7 +2,7 @@
 # Installs a ChatPulse binary as a systemd service, as root:
 #   /usr/local/bin/chatpulse                  the binary you give
 #   user and group `chatpulse`                system account, no shell, no home
-#   /var/lib/chatpulse                        its data dir, 0750 chatpulse:chatpulse
+#   /var/lib/chatpulse                        its data dir, 0700 chatpulse:chatpulse
 #   /etc/chatpulse/chatpulse.toml             from config.example.toml if absent, 0640 root:chatpulse
 #   /etc/systemd/system/chatpulse.service     scripts/chatpulse.service; daemon-reload + enable
 # Safe to run again (an upgrade replaces the binary and the unit, never the config).
@@ -80,7 +80,7 @@ else
     --shell /usr/sbin/nologin --comment "ChatPulse" chatpulse
 fi
 
-step install -d -m 0750 "$data_dir"
+step install -d -m 0700 "$data_dir"
 [ -n "$root" ] || step chown chatpulse:chatpulse "$data_dir"
 
 step install -d -m 0755 "$etc_dir"

@@ -18,6 +18,10 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # PostgreSQL 15 server binaries: the tests start throwaway servers of their own.
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+# Fault tests: unshare/nsenter/losetup (util-linux) for private mounts, and an ext4
+# file system that turns read-only under the node (mkfs.ext4, e2fsck).
+command -v unshare >/dev/null 2>&1 && command -v losetup >/dev/null 2>&1 || need+=(util-linux mount)
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need[*]}"

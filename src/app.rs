@@ -5,21 +5,20 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use smol::channel::{Receiver, Sender};
 
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::limits::ConnLimits;
+use crate::limits::{AddrSlots, ConnLimits};
 use crate::metrics::Metrics;
 use crate::store::sqlite::Db;
 use crate::store::state::State;
 
+/// Milliseconds since the Unix epoch that never run backwards ([`crate::clock`]).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::clock::now_ms()
 }
 
 pub struct App {
@@ -29,6 +28,8 @@ pub struct App {
     pub state: State,
     pub hub: Hub,
     pub limits: Arc<ConnLimits>,
+    /// Open connections that are not overlays, capped on accept.
+    pub http_slots: Arc<AddrSlots>,
     /// Sessions, CSRF, request limits of the dashboard, Twitch sign-in.
     pub auth: crate::auth::Auth,
     /// The HTTPS certificate when `[tls]` is set; read per accept, swapped on reload.
@@ -44,6 +45,9 @@ pub struct App {
     inflight: Arc<AtomicUsize>,
     /// First failing store check, refreshed by the health loop.
     store_fault: Mutex<Option<(&'static str, String)>>,
+    /// Stores whose last write failed (a full or read-only disk), each until a
+    /// write to it succeeds: a flush, a save, or the health loop's probe.
+    write_faults: Mutex<Vec<(&'static str, String)>>,
     /// EventSub webhook message ids seen in the last 10+ minutes (Twitch delivers
     /// at least once; a resend must not count twice).
     pub(crate) webhook_seen: Mutex<crate::chat::webhook::SeenIds>,
@@ -81,6 +85,7 @@ impl App {
             rate_per_ip: l.connection_rate_per_ip,
             burst_per_ip: l.connection_burst_per_ip,
         });
+        let http_slots = AddrSlots::new(l.max_http_connections, l.max_http_connections_per_ip);
         let (shutdown_tx, shutdown_rx) = smol::channel::bounded(1);
         let (channels_changed_tx, channels_changed_rx) = smol::channel::bounded(1);
         App {
@@ -90,6 +95,7 @@ impl App {
             state,
             hub,
             limits,
+            http_slots,
             auth,
             tls,
             pg_status: Default::default(),
@@ -100,6 +106,7 @@ impl App {
             shutdown_rx,
             inflight: Arc::new(AtomicUsize::new(0)),
             store_fault: Mutex::new(None),
+            write_faults: Mutex::new(Vec::new()),
             webhook_seen: Mutex::new(Default::default()),
             executor: OnceLock::new(),
             channels_changed_tx,
@@ -220,8 +227,43 @@ impl App {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// Sets or clears the fault `/health/ready` reports. The probe shows only a
+    /// fixed sentence, so the detail is logged here, once per change.
     pub(crate) fn set_store_fault(&self, fault: Option<(&'static str, String)>) {
-        *self.store_fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+        let mut slot = self.store_fault.lock().unwrap_or_else(|e| e.into_inner());
+        if *slot != fault {
+            match &fault {
+                Some((check, detail)) => log::error!("health: {check} check failed: {detail}"),
+                None => log::info!("health: the stores answer again"),
+            }
+        }
+        *slot = fault;
+    }
+
+    /// Records how a write to `store` ("sqlite" or "state") went. A failure keeps
+    /// the node unready until that store writes again; the health loop's checks
+    /// do not clear it.
+    pub(crate) fn note_write(&self, store: &'static str, result: Result<(), String>) {
+        let mut faults = self.write_faults.lock().unwrap_or_else(|e| e.into_inner());
+        let known = faults.iter().position(|(s, _)| *s == store);
+        match (result, known) {
+            (Err(e), Some(i)) => faults[i].1 = e,
+            (Err(e), None) => {
+                log::error!("health: writing to {store} failed: {e}");
+                faults.push((store, e));
+            }
+            (Ok(()), Some(i)) => {
+                log::info!("health: {store} takes writes again");
+                faults.remove(i);
+            }
+            (Ok(()), None) => {}
+        }
+    }
+
+    /// Whether the last write to `store` failed.
+    pub(crate) fn write_failed(&self, store: &str) -> bool {
+        let faults = self.write_faults.lock().unwrap_or_else(|e| e.into_inner());
+        faults.iter().any(|(s, _)| *s == store)
     }
 
     /// `Ok` when this node should receive traffic; else the failed check.
@@ -232,7 +274,15 @@ impl App {
         if self.is_draining() {
             return Err(("draining", "node is shutting down".into()));
         }
-        match &*self.store_fault.lock().unwrap_or_else(|e| e.into_inner()) {
+        if let Some(fault) = &*self.store_fault.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(fault.clone());
+        }
+        match self
+            .write_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+        {
             Some(fault) => Err(fault.clone()),
             None => Ok(()),
         }
@@ -309,14 +359,21 @@ impl App {
         config.normalize();
         config.validate().map_err(ActionError::Invalid)?;
         let id = self.streamer_id(login)?;
-        let version = self
+        let saved = self
             .db
             .save_config(id, &config, expected_version, actor)
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::Conflict { current } => ActionError::Conflict(current),
-                e => ActionError::Store(e),
-            })?;
+            .await;
+        let version = match saved {
+            Ok(version) => version,
+            Err(crate::store::StoreError::Conflict { current }) => {
+                return Err(ActionError::Conflict(current));
+            }
+            Err(e) => {
+                self.note_write("sqlite", Err(e.to_string()));
+                return Err(ActionError::Store(e));
+            }
+        };
+        self.note_write("sqlite", Ok(()));
         self.hub.update_config(login, config, version, now_ms());
         log::info!("config of {login} saved by {actor} (version {version})");
         crate::replica::publish(self, login).await;

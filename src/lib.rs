@@ -15,6 +15,7 @@
 //! | [`logger`] | the `log` backend (text or JSON lines on stderr) |
 //! | [`server`] | a node's lifecycle: startup story, loops, graceful shutdown; `server/cluster.rs`: joining the mesh, presence, the PostgreSQL thread |
 //! | [`app`] | the services of one node, shared by `Arc<App>` |
+//! | [`clock`] | wall-clock milliseconds that never run backwards (clock steps back: half speed until caught up) |
 //! | [`bench`] | the load tool behind `chatpulse-bench` (IRC feed, overlay clients, report; `partition`: nodes in network namespaces of its own (`netlab`), split or killed and healed; `floor`: one loopback write's cost) |
 //! | [`http`] | HTTP/1.1: head parsing (pure), responses, the route table; sign-in and dashboard handlers |
 //! | [`auth`] | dashboard sign-in: admin password, Twitch OAuth, signed sessions, CSRF, per-IP request limits, token encryption |
@@ -25,7 +26,7 @@
 //! | [`hub`] | broadcasters, their overlays and fan-out; the chat entry point [`hub::Hub::chat`]; in a cluster (`hub/cluster.rs`): vote forwarding to owners (acknowledged, `hub/forward.rs`), vote-log replication, presence |
 //! | [`sentiment`] | votes: trigger match, vote-log CRDT, window and decay views, debounce, token bucket (pure) |
 //! | [`channel`] | a streamer's overlay settings and their validation |
-//! | [`limits`] | WebSocket admission: per-IP rate, global and per-IP caps |
+//! | [`limits`] | admission: overlay WebSockets (per-IP rate, global and per-IP caps), open HTTP connections and mesh handshakes (overall and per-address slots) |
 //! | [`chat`] | chat sources (demo, IRC, EventSub WebSocket, EventSub webhooks), all feeding [`hub::Hub::chat`] |
 //! | [`store`] | `sqlite` (streamers, configs, audit; `sqlite/replica.rs`: rows as mesh LWW records) and `state` (redb: vote logs, node id) |
 //! | [`replica`] | streamers and configs across the mesh: LWW records, digests on link-up, seed tokens from the mesh secret |
@@ -43,6 +44,7 @@ pub mod bench;
 pub mod channel;
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod frame;
@@ -83,6 +85,8 @@ pub const BUILD: metrics::BuildInfo = metrics::BuildInfo {
 pub enum Error {
     Config(config::ConfigError),
     Store(store::StoreError),
+    /// A store file that could not be opened: the message names it.
+    StoreFile(std::path::PathBuf, store::StoreError),
     Io(String, std::io::Error),
     Auth(auth::AuthError),
     Usage(String),
@@ -95,6 +99,7 @@ impl std::fmt::Display for Error {
         match self {
             Error::Config(e) => write!(f, "{e}"),
             Error::Store(e) => write!(f, "store: {e}"),
+            Error::StoreFile(path, e) => write!(f, "opening {}: {e}", path.display()),
             Error::Io(what, e) => write!(f, "{what}: {e}"),
             Error::Auth(e) => write!(f, "auth: {e}"),
             Error::Usage(msg) | Error::Check(msg) => write!(f, "{msg}"),
@@ -106,7 +111,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Config(e) => Some(e),
-            Error::Store(e) => Some(e),
+            Error::Store(e) | Error::StoreFile(_, e) => Some(e),
             Error::Io(_, e) => Some(e),
             Error::Auth(e) => Some(e),
             Error::Usage(_) | Error::Check(_) => None,

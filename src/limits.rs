@@ -1,13 +1,15 @@
-//! Admission control for overlay WebSockets, checked before the upgrade in the
+//! Admission control. Overlay WebSockets are checked before the upgrade in the
 //! reference's order: per-IP attempt rate (429), global cap (503), per-IP cap
-//! (429). A granted [`Permit`] holds the slots until it is dropped.
+//! (429); a granted [`Permit`] holds the slots until it is dropped. Plain HTTP
+//! connections (everything not yet an overlay) are capped on accept by
+//! [`AddrSlots`], so a flood of idle or slow sockets cannot pile up tasks.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::metrics::RejectReason;
+use crate::metrics::{RejectReason, SlotRefused};
 
 /// Per-IP rate state older than this is forgotten (its bucket is full again anyway).
 const IDLE_FORGET_SECS: f64 = 600.0;
@@ -110,6 +112,76 @@ impl Drop for Permit {
     }
 }
 
+/// Caps on connections in some phase, overall and per peer address: open HTTP
+/// connections (requests in flight, idle keep-alives, TLS handshakes, slow
+/// heads) and mesh handshakes. A caller may exempt an address from the
+/// per-address cap (trusted proxies: every client behind them shares one).
+pub struct AddrSlots {
+    max: u32,
+    per_ip: u32,
+    inner: Mutex<(u32, HashMap<IpAddr, u32>)>,
+}
+
+/// One slot; released on drop.
+pub struct SlotPermit {
+    slots: Arc<AddrSlots>,
+    ip: Option<IpAddr>,
+}
+
+impl AddrSlots {
+    pub fn new(max: u32, per_ip: u32) -> Arc<Self> {
+        Arc::new(AddrSlots {
+            max,
+            per_ip,
+            inner: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// `counted_ip` is `None` for an address exempt from the per-address cap.
+    pub fn acquire(
+        self: &Arc<Self>,
+        counted_ip: Option<IpAddr>,
+    ) -> Result<SlotPermit, SlotRefused> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, ips) = &mut *inner;
+        if *total >= self.max {
+            return Err(SlotRefused::GlobalLimit);
+        }
+        if let Some(ip) = counted_ip {
+            let open = ips.entry(ip).or_default();
+            if *open >= self.per_ip {
+                return Err(SlotRefused::IpLimit);
+            }
+            *open += 1;
+        }
+        *total += 1;
+        Ok(SlotPermit {
+            slots: Arc::clone(self),
+            ip: counted_ip,
+        })
+    }
+
+    pub fn open(&self) -> u32 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        let mut inner = self.slots.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, ips) = &mut *inner;
+        *total = total.saturating_sub(1);
+        if let Some(ip) = self.ip
+            && let Some(open) = ips.get_mut(&ip)
+        {
+            *open -= 1;
+            if *open == 0 {
+                ips.remove(&ip); // the map holds only addresses with open sockets
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +229,24 @@ mod tests {
         drop(a);
         assert_eq!(l.open_connections(), 2);
         assert!(l.acquire(ip(1), t).is_ok());
+    }
+
+    #[test]
+    fn http_slots_cap_overall_and_per_address_but_not_proxies() {
+        let slots = AddrSlots::new(4, 2);
+        let a = Some(ip(1));
+        let held: Vec<_> = (0..2).map(|_| slots.acquire(a).unwrap()).collect();
+        assert_eq!(slots.acquire(a).err(), Some(SlotRefused::IpLimit));
+        let proxy: Vec<_> = (0..2).map(|_| slots.acquire(None).unwrap()).collect();
+        assert_eq!(
+            slots.acquire(Some(ip(2))).err(),
+            Some(SlotRefused::GlobalLimit)
+        );
+        drop(held);
+        assert_eq!(slots.open(), 2);
+        assert!(slots.acquire(a).is_ok());
+        drop(proxy);
+        assert_eq!(slots.open(), 0);
+        assert!(slots.inner.lock().unwrap().1.is_empty());
     }
 }

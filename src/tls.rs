@@ -115,8 +115,7 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
         TlsError::Pem(_, m) => err("tls.cert", cert, m),
         other => err("tls.cert", cert, other.to_string()),
     })?;
-    let private =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| err("tls.key", key, e.to_string()))?;
+    let private = read_private_key("tls.key", key)?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| err("tls.cert", cert, e.to_string()))?
@@ -124,6 +123,27 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
         .with_single_cert(certs, private)
         .map_err(|e| err("tls.key", key, format!("does not match tls.cert: {e}")))?;
     Ok(Arc::new(config))
+}
+
+/// A PEM private key that only its owner (and group) may read: a key every
+/// user on the host can read is refused, at start and on reload.
+fn read_private_key(
+    which: &'static str,
+    path: &Path,
+) -> Result<PrivateKeyDer<'static>, TlsFileError> {
+    use crate::config::perms::{chmod_hint, world_access};
+    let err = |message: String| TlsFileError {
+        key: which,
+        path: path.to_path_buf(),
+        message,
+    };
+    if let Some(mode) = world_access(path) {
+        return Err(err(format!(
+            "a private key must stay private: {}",
+            chmod_hint(path, mode)
+        )));
+    }
+    PrivateKeyDer::from_pem_file(path).map_err(|e| err(e.to_string()))
 }
 
 /// Mutual TLS between mesh nodes, TLS 1.3 only: each side presents its chain
@@ -145,8 +165,7 @@ pub fn mesh_configs(
         other => err(which, path, other.to_string()),
     };
     let certs = read_certs(cert).map_err(|e| pem("mesh.tls_cert", cert, e))?;
-    let private =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| err("mesh.tls_key", key, e.to_string()))?;
+    let private = read_private_key("mesh.tls_key", key)?;
     let mut roots = RootCertStore::empty();
     for c in read_certs(ca).map_err(|e| pem("mesh.tls_ca", ca, e))? {
         roots

@@ -181,7 +181,7 @@ fn install_into_a_staging_root_is_idempotent_and_keeps_the_config() {
             & 0o7777
     };
     assert_eq!(mode("usr/local/bin/chatpulse"), 0o755);
-    assert_eq!(mode("var/lib/chatpulse"), 0o750);
+    assert_eq!(mode("var/lib/chatpulse"), 0o700);
     assert_eq!(mode("etc/chatpulse/chatpulse.toml"), 0o640);
     assert_eq!(mode("etc/systemd/system/chatpulse.service"), 0o644);
     let config = root.join("etc/chatpulse/chatpulse.toml");

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 
-use crate::common::fake_irc::cert_path;
+use crate::common::fake_irc::{cert_path, private_key_path};
 use crate::common::{ONE_CHANNEL, TEST_TIMEOUT, TestServer, run};
 use crate::nginx::{Nginx, addrs, three_nodes};
 
@@ -120,7 +120,7 @@ fn doctor_says_when_the_path_is_wrong_and_checks_a_node_serving_tls() {
         let toml = format!(
             "[tls]\ncert = \"{}\"\nkey = \"{}\"\n\n{ONE_CHANNEL}",
             cert_path("cert.pem"),
-            cert_path("key.pem")
+            private_key_path()
         );
         let node = TestServer::start_with(&toml, None, None).await;
         let base = format!("https://{}", node.addr);

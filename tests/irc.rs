@@ -272,3 +272,63 @@ fn shutdown_cancels_the_source_and_closes_the_connection() {
         .await;
     });
 }
+
+/// `chat_source_reconnects_total{source="irc"}` now.
+fn reconnects(srv: &TestServer) -> u64 {
+    metric_line(srv, "chat_source_reconnects_total{source=\"irc\"}")
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Twitch unreachable — its name does not resolve, or its certificate is not
+/// one we trust: the source retries on a doubling delay (never a busy loop),
+/// readiness stays 200 and shows the source down, overlays keep being served.
+#[test]
+fn unreachable_or_untrusted_twitch_is_retried_with_backoff_and_shown() {
+    run(TEST_TIMEOUT, async {
+        let irc = FakeIrc::start(true).await;
+        let trusted = irc.toml(&["bar"]);
+        // The fake's certificate without its CA: every TLS handshake fails.
+        let untrusted: String = trusted
+            .lines()
+            .filter(|l| !l.starts_with("ca_file"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let unresolvable = trusted.replace(
+            &format!("irc_addr = \"{}\"", irc.addr),
+            "irc_addr = \"irc.chatpulse-test.invalid:6697\"",
+        );
+        for (what, toml) in [("untrusted", untrusted), ("unresolvable", unresolvable)] {
+            let srv = TestServer::start_with(&toml, None, None).await;
+            let started = std::time::Instant::now();
+            eventually(
+                &format!("{what}: a second attempt"),
+                Duration::from_secs(30),
+                || (reconnects(&srv) >= 2).then_some(()),
+            )
+            .await;
+            let (status, _, body) = crate::common::get(srv.addr, "/health/ready").await;
+            assert_eq!(status, 200, "{what}: {body}");
+            assert!(
+                body.contains("\"chat\":{\"source\":\"irc\",\"connected\":false,"),
+                "{what}: {body}"
+            );
+            let mut ov = Overlay::connect(srv.addr, &srv.token("bar")).await.unwrap();
+            assert_eq!(ov.frame().await.kind, "snapshot");
+            // Delays of at least 0.5, 1, 2, 4 s (jittered into the upper half of
+            // 1, 2, 4, 8): however fast the machine, few attempts fit in the time.
+            smol::Timer::after(Duration::from_secs(2)).await;
+            let secs = started.elapsed().as_secs_f64();
+            let most = 2.0 + (secs / 0.5).log2().ceil();
+            let n = reconnects(&srv);
+            assert!(n as f64 <= most, "{what}: {n} reconnects in {secs:.1} s");
+            if what == "untrusted" {
+                assert!(
+                    irc.connections() as u64 <= n + 1,
+                    "one handshake per attempt"
+                );
+            }
+            srv.stop().await;
+        }
+    });
+}

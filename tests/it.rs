@@ -2,6 +2,7 @@
 
 mod bench;
 mod browser;
+mod catalogue;
 mod common;
 mod cross;
 mod dashboard;
@@ -9,6 +10,7 @@ mod dashboard_browser;
 mod deploy;
 mod doctor;
 mod eventsub_ws;
+mod faults;
 mod http;
 mod irc;
 mod lifecycle;
@@ -19,8 +21,10 @@ mod mesh_sources;
 mod mesh_tls;
 mod nginx;
 mod overlay;
+mod overload;
 mod partition;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod secrets;
 mod tls;
 mod webhook;

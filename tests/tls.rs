@@ -30,12 +30,20 @@ fn certs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/certs")
 }
 
+/// Copies a file, readable by its owner only (git checks keys out 0644, which
+/// the node refuses for a private key).
+fn private_copy(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(from, to).expect("copy test cert");
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// Copies the test leaf into a temp dir (so a test may overwrite it) and
 /// returns the dir and the `[tls]` table pointing at the copies.
 fn tls_files() -> (PathBuf, String) {
     let dir = temp_dir("tls");
     for f in ["cert.pem", "key.pem"] {
-        std::fs::copy(certs().join(f), dir.join(f)).expect("copy test cert");
+        private_copy(&certs().join(f), &dir.join(f));
     }
     let toml = format!(
         "[tls]\ncert = {:?}\nkey = {:?}\n",
@@ -172,14 +180,22 @@ fn stalled_handshake_is_closed_at_the_head_timeout() {
 
 #[test]
 fn bad_cert_or_key_refused_at_start_naming_the_key() {
-    let good = certs();
+    let (good, _) = tls_files();
     let missing = temp_dir("tls-missing").join("nope.pem");
+    let open_key = good.join("open-key.pem");
+    std::fs::copy(good.join("key.pem"), &open_key).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let cases = [
         ("tls.cert", missing.clone(), good.join("key.pem")),
         ("tls.key", good.join("cert.pem"), missing.clone()),
         // A certificate where the key should be: no private key in it.
         ("tls.key", good.join("cert.pem"), good.join("cert.pem")),
         ("tls.cert", good.join("key.pem"), good.join("key.pem")),
+        // A key every user on the host may read.
+        ("tls.key", good.join("cert.pem"), open_key.clone()),
     ];
     for (key, cert, key_file) in cases {
         let toml = format!(
@@ -205,6 +221,12 @@ fn bad_cert_or_key_refused_at_start_naming_the_key() {
             err.contains(&path.display().to_string()),
             "{err} names {path:?}"
         );
+        if key_file == open_key {
+            assert!(
+                err.contains("must stay private") && err.contains("chmod"),
+                "{err}"
+            );
+        }
     }
     let half = chatpulse::config::from_toml_str("[tls]\ncert = \"a.pem\"\n").unwrap_err();
     assert!(half.to_string().contains("tls.key"), "{half}");

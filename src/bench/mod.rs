@@ -10,6 +10,7 @@ pub mod floor;
 pub mod micro;
 pub mod netlab;
 pub mod partition;
+pub mod soak;
 pub mod stats;
 
 use std::fmt::Write as _;
@@ -207,6 +208,21 @@ pub(crate) struct MeshOpts {
 
 const MESH_SECRET: &str = "chatpulse-bench-mesh-secret";
 
+/// Writes a file only its owner may read: the node refuses a config that holds
+/// secrets (here the mesh secret) and is readable by every user.
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 fn free_port() -> Result<std::net::SocketAddr, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     l.local_addr().map_err(|e| e.to_string())
@@ -289,7 +305,7 @@ connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlay
     for i in 0..opts.broadcasters {
         let _ = write!(toml, "[[channel]]\nlogin = \"b{i:06}\"\n{channel_extra}");
     }
-    std::fs::write(dir.join("bench.toml"), toml).map_err(|e| e.to_string())?;
+    write_private(&dir.join("bench.toml"), &toml)?;
     let (child, addr, tokens) = launch(program, &dir, opts.broadcasters)?;
     Ok(Node {
         child,

@@ -15,6 +15,9 @@ USAGE:
     chatpulse-bench partition [OPTIONS]  (root) K nodes in network namespaces: votes
                                          on both sides of a split, time to converge
                                          after it heals
+    chatpulse-bench soak [OPTIONS]       the fan-out load held for minutes: the node's
+                                         RSS and open fds sampled; exits 2 unless RSS
+                                         stays flat and every socket's fd is returned
     chatpulse-bench floor [N] [RATE] [SECS]
                                          cost of one small loopback write on this
                                          machine: RATE writes/s over N sockets
@@ -32,6 +35,13 @@ OPTIONS (fanout):
     --nodes K             1..=5; K > 1 meshes K nodes: votes enter the first,
                           overlays hang on the last (cross-node latency)
     --json PATH           also write the report as JSON
+
+OPTIONS (soak): as fanout (no --nodes), with other defaults:
+    --sockets N (default 10000), --votes-per-sec R (default 2000),
+    --duration SECS (default 600, max 600), --warmup SECS (default 10, max 60:
+    votes before the first, warm, sample), --broadcasters M (default 100),
+    --connect-rate R (default 2000), --server-bin PATH, --json PATH
+    --sample-every SECS   RSS and fd sampling interval (default 10, min 1)
 
 OPTIONS (partition):
     --server-bin PATH, --nodes K (default 3), --broadcasters M (default 20),
@@ -55,6 +65,9 @@ fn main() -> ExitCode {
     }
     if std::env::args().nth(1).as_deref() == Some("partition") {
         return partition();
+    }
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        return soak();
     }
     match parse().and_then(|(opts, json)| {
         let report = smol::block_on(bench::run(&opts))?;
@@ -118,6 +131,72 @@ fn partition() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chatpulse-bench partition: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `soak [OPTIONS]`: flat RSS and no fd leak under a long fan-out load.
+/// Exit 1: the run failed; 2: it ran, and the verdict is a failure.
+fn soak() -> ExitCode {
+    use lexopt::prelude::*;
+    let run = || -> Result<bool, String> {
+        let mut o = bench::soak::SoakOptions {
+            load: Options {
+                server_bin: PathBuf::from("target/release/chatpulse"),
+                sockets: 10_000,
+                broadcasters: 100,
+                votes_per_sec: 2000.0,
+                duration: Duration::from_secs(600),
+                warmup: Duration::from_secs(10),
+                connect_rate: 2000.0,
+                nodes: 1,
+            },
+            sample_every: Duration::from_secs(10),
+        };
+        let mut json = None;
+        let mut p = lexopt::Parser::from_iter(std::env::args().skip(1));
+        let num = |p: &mut lexopt::Parser| -> Result<f64, String> {
+            let v = p.value().map_err(|e| e.to_string())?;
+            let v = v.string().map_err(|e| e.to_string())?;
+            v.parse::<f64>().map_err(|e| format!("{v}: {e}"))
+        };
+        let secs = |p: &mut lexopt::Parser| -> Result<Duration, String> {
+            Duration::try_from_secs_f64(num(p)?).map_err(|e| e.to_string())
+        };
+        let l = &mut o.load;
+        while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+            match arg {
+                Long("server-bin") => {
+                    l.server_bin = PathBuf::from(p.value().map_err(|e| e.to_string())?)
+                }
+                Long("sockets") => l.sockets = num(&mut p)? as usize,
+                Long("broadcasters") => l.broadcasters = num(&mut p)? as usize,
+                Long("votes-per-sec") => l.votes_per_sec = num(&mut p)?,
+                Long("duration") => l.duration = secs(&mut p)?,
+                Long("warmup") => l.warmup = secs(&mut p)?,
+                Long("connect-rate") => l.connect_rate = num(&mut p)?,
+                Long("sample-every") => o.sample_every = secs(&mut p)?,
+                Long("json") => json = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+                Short('h') | Long("help") => {
+                    print!("{HELP}");
+                    return Ok(true);
+                }
+                other => return Err(other.unexpected().to_string()),
+            }
+        }
+        let report = smol::block_on(bench::soak::run(&o))?;
+        print!("{}", report.table());
+        if let Some(path) = json {
+            std::fs::write(&path, report.json()).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(report.passed())
+    };
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("chatpulse-bench soak: {e}");
             ExitCode::FAILURE
         }
     }

@@ -60,6 +60,8 @@ pub(super) const KEYS: &[Key] = &[
     key!(limits.outbox_messages, integer, 1..=4096),
     key!(limits.ws_max_message_bytes, integer, 256..=1_048_576),
     key!(limits.http_head_timeout, duration, ms(100)..=ms(300_000)),
+    key!(limits.max_http_connections, integer, 1..=MAX_COUNT),
+    key!(limits.max_http_connections_per_ip, integer, 1..=MAX_COUNT),
     key!(limits.auth_per_minute, integer, 1..=MAX_COUNT),
     key!(limits.auth_burst, integer, 1..=MAX_COUNT),
     key!(limits.dashboard_per_minute, integer, 1..=MAX_COUNT),
@@ -551,7 +553,11 @@ pub(super) fn set(
     };
     (k.set)(config, value).map_err(|expected| ConfigError::Invalid {
         key: shown_as.to_string(),
-        value: value.to_string(),
+        // A refused credential is still a credential: it must not reach the log.
+        value: match super::perms::SECRET_KEYS.contains(&key) {
+            true => "(hidden)".to_string(),
+            false => value.to_string(),
+        },
         expected,
     })
 }

@@ -13,6 +13,7 @@
 mod ipnet;
 mod keys;
 mod mesh;
+pub(crate) mod perms;
 mod postgres;
 mod seeds;
 mod toml;
@@ -99,6 +100,11 @@ pub struct LimitsConfig {
     pub outbox_messages: u32,
     pub ws_max_message_bytes: u32,
     pub http_head_timeout: Duration,
+    /// Open connections that are not (yet) overlay WebSockets: requests, idle
+    /// keep-alives, TLS handshakes, slow heads. Over it: closed at once with a 503.
+    pub max_http_connections: u32,
+    /// The same per client address (trusted proxies exempt).
+    pub max_http_connections_per_ip: u32,
     /// Per-IP request rate of the sign-in routes (`/login`, `/auth/*`), and its burst.
     pub auth_per_minute: u32,
     pub auth_burst: u32,
@@ -149,7 +155,7 @@ impl ChatSourceKind {
 
 /// `[twitch]`: the chat source, credentials, and Twitch's base URLs (tests point
 /// them at in-process fakes).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct TwitchConfig {
     pub source: ChatSourceKind,
     pub client_id: Option<String>,
@@ -170,6 +176,28 @@ pub struct TwitchConfig {
     pub auth_url: String,
     /// Extra CA certificates (PEM) to trust besides the embedded roots.
     pub ca_file: Option<PathBuf>,
+}
+
+/// Secrets stay out of logs and panic messages.
+impl fmt::Debug for TwitchConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |v: &Option<String>| if v.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("TwitchConfig")
+            .field("source", &self.source)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &hidden(&self.client_secret))
+            .field("user_token", &hidden(&self.user_token))
+            .field("bot_user_id", &self.bot_user_id)
+            .field("webhook_secret", &hidden(&self.webhook_secret))
+            .field("callback_url", &self.callback_url)
+            .field("irc_addr", &self.irc_addr)
+            .field("irc_tls", &self.irc_tls)
+            .field("eventsub_ws_url", &self.eventsub_ws_url)
+            .field("helix_url", &self.helix_url)
+            .field("auth_url", &self.auth_url)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// Who may sign in to the dashboard.
@@ -283,6 +311,8 @@ impl Default for Config {
                 outbox_messages: 16,
                 ws_max_message_bytes: 4096,
                 http_head_timeout: Duration::from_secs(10),
+                max_http_connections: 1024,
+                max_http_connections_per_ip: 64,
                 auth_per_minute: 10,
                 auth_burst: 5,
                 dashboard_per_minute: 30,
@@ -367,6 +397,12 @@ pub enum ConfigError {
         path: PathBuf,
         message: String,
     },
+    /// A config file that sets secrets (`holds`) and is open to every user.
+    Exposed {
+        path: PathBuf,
+        holds: String,
+        hint: String,
+    },
     /// A `[[channel]]` (0-based `index`) that breaks an [`OverlayConfig`] rule.
     Channel {
         index: usize,
@@ -421,6 +457,11 @@ impl fmt::Display for ConfigError {
                     path.display().to_string()
                 )
             }
+            ConfigError::Exposed { path, holds, hint } => write!(
+                f,
+                "config: file {} holds secrets ({holds}) but {hint}",
+                path.display()
+            ),
             ConfigError::Channel { index, error } => {
                 write!(f, "config: channel[{index}].{}: {error}", error.field)
             }
@@ -455,7 +496,9 @@ pub fn load(overrides: &Overrides, env: &[(String, String)]) -> Result<Config, C
             path: path.clone(),
             source,
         })?;
-        apply_file(&mut config, &parse_toml(&text, Some(&path))?)?;
+        let map = parse_toml(&text, Some(&path))?;
+        perms::check_config_file(&path, &map)?;
+        apply_file(&mut config, &map)?;
     }
     apply_env(&mut config, env)?;
     if let Some(listen) = &overrides.listen {

@@ -691,3 +691,17 @@ fn mesh_section() {
     assert!(err("[mesh]\nseeds = [\"host:0\"]\n").contains("is not one"));
     assert_eq!(Config::default().mesh.listen, None);
 }
+
+#[test]
+fn debug_output_never_shows_a_secret() {
+    let c = from_toml_str(
+        "[twitch]\nclient_id = \"id\"\nclient_secret = \"cs-SECRET-1\"\n\
+         user_token = \"ut-SECRET-2\"\nwebhook_secret = \"wh-SECRET-3\"\n\
+         [mesh]\nsecret = \"mesh-SECRET-4-xxxxxx\"\n\
+         [postgres]\nurl = \"postgres://u:pw-SECRET-5@db/x\"\n",
+    )
+    .unwrap();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("SECRET"), "{shown}");
+    assert!(shown.contains("client_secret: \"<set>\""), "{shown}");
+}

@@ -382,8 +382,7 @@ pub(super) fn mesh_status(app: &Arc<App>, req: &Request) -> Action {
             Err(resp) => return Action::Respond(resp),
         };
         if session.subject != Subject::Admin {
-            let body = r#"{"error":"forbidden","message":"admin only"}"#.to_string();
-            return Action::Respond(json(403, body));
+            return Action::Respond(ApiError::AdminOnly.response());
         }
     }
     let Some(mesh) = app.mesh() else {

@@ -21,7 +21,7 @@ pub mod redirect;
 pub mod request;
 pub mod response;
 pub mod routes;
-mod settings;
+pub mod settings;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -35,6 +35,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
 use crate::app::App;
+use crate::limits::SlotPermit;
 use crate::metrics::BadRequest;
 use crate::tls::Conn;
 use request::{BodyLength, HeadError, Request, parse_head};
@@ -86,7 +87,42 @@ const HSTS: &str = "max-age=63072000";
 /// Serves one accepted TCP connection: first the TLS handshake when `[tls]` is
 /// set, bounded by `limits.http_head_timeout` like a request head (a client
 /// that stalls the handshake holds nothing longer than one that stalls a head).
-pub async fn serve_accepted(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
+/// Takes an HTTP slot for a fresh connection, or answers it 503 (`plain`: not
+/// a TLS listener) and lets it go: one non-blocking write into the empty send
+/// buffer, so a flood costs no task.
+pub fn admit(
+    app: &App,
+    tcp: &smol::Async<std::net::TcpStream>,
+    peer: SocketAddr,
+    plain: bool,
+) -> Option<SlotPermit> {
+    let ip = routes::canonical(peer.ip());
+    let trusted = app
+        .config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&ip));
+    match app.http_slots.acquire((!trusted).then_some(ip)) {
+        Ok(permit) => Some(permit),
+        Err(reason) => {
+            app.metrics.http_connections_refused.inc(reason);
+            if plain {
+                let mut out = Vec::with_capacity(512);
+                ApiError::AtCapacity
+                    .response()
+                    .write_to(&mut out, false, false);
+                let _ = std::io::Write::write(&mut tcp.get_ref(), &out);
+            }
+            None
+        }
+    }
+}
+
+/// `_permit` is the connection's HTTP slot: released when this returns, which
+/// for an overlay is right after the upgrade (the socket then lives on as its
+/// own task, counted by the overlay limits instead).
+pub async fn serve_accepted(app: Arc<App>, tcp: TcpStream, peer: SocketAddr, _permit: SlotPermit) {
     let conn = match &app.tls {
         None => Conn::Plain(tcp),
         Some(slot) => match slot.accept(tcp, app.config.limits.http_head_timeout).await {

@@ -172,6 +172,8 @@ pub enum ApiError {
     CsrfInvalid,
     /// Signed in, but this channel belongs to someone else.
     ChannelForbidden,
+    /// Signed in as a streamer on an admin-only route (`/api/mesh`).
+    AdminOnly,
     UnknownChannel,
     BadInput(&'static str),
     /// Per-IP request limit of the sign-in or dashboard routes; the caller adds `Retry-After`.
@@ -217,6 +219,7 @@ impl ApiError {
             ApiError::CsrfMissing => (400, "csrf", "missing csrf token"),
             ApiError::CsrfInvalid => (403, "csrf", "invalid csrf token"),
             ApiError::ChannelForbidden => (403, "forbidden", "not your channel"),
+            ApiError::AdminOnly => (403, "forbidden", "admin only"),
             ApiError::UnknownChannel => (404, "not_found", "unknown channel"),
             ApiError::BadInput(msg) => (400, "bad_request", msg),
             ApiError::TooManyRequests => (429, "rate_limited", "rate limit exceeded"),

@@ -9,13 +9,13 @@ use crate::tls::Conn;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::request::{Method, Request, percent_decode};
-use super::response::{ApiError, Framing, Response, html_escape};
+use super::response::{ApiError, Framing, Response, html_escape, json_escape};
 use super::{Action, auth, dashboard, oauth, pages};
 use crate::app::App;
 use crate::config::IpNet;
 use crate::hub::{CLOSE_TOKEN_INVALID, SubscribeError, Subscription};
 use crate::limits::Permit;
-use crate::metrics::{RateClass, RejectReason, WsConnectResult};
+use crate::metrics::{ChatSource, RateClass, RejectReason, WsConnectResult};
 
 const OVERLAY_HTML: &str = include_str!("../../assets/overlay.html");
 const LANDING_HTML: &str = include_str!("../../assets/landing.html");
@@ -237,6 +237,16 @@ fn live(app: &App) -> Response {
 
 /// Ready does not depend on the mesh: a node that lost its peers keeps serving
 /// its overlays on its own. The body says how many members it sees.
+/// The chat sources that hold a connection to Twitch (a webhook has none).
+fn connected_source(kind: crate::config::ChatSourceKind) -> Option<ChatSource> {
+    use crate::config::ChatSourceKind as K;
+    match kind {
+        K::Irc => Some(ChatSource::Irc),
+        K::EventSubWs => Some(ChatSource::EventSubWs),
+        K::None | K::EventSubWebhook => None,
+    }
+}
+
 fn ready(app: &App) -> Response {
     match app.readiness() {
         Ok(()) => {
@@ -247,6 +257,17 @@ fn ready(app: &App) -> Response {
                 body += &format!(
                     ",\"mesh\":{{\"members\":{},\"live\":{live}}}",
                     members.len()
+                );
+            }
+            // Twitch unreachable does not fail readiness either (overlays still
+            // serve, and every node would fail at once): shown, not failed.
+            if let Some(source) = connected_source(app.config.twitch.source) {
+                let m = &app.metrics;
+                body += &format!(
+                    ",\"chat\":{{\"source\":\"{}\",\"connected\":{},\"reconnects\":{}}}",
+                    app.config.twitch.source.as_str(),
+                    m.chat_source_connected.get(source) > 0,
+                    m.chat_source_reconnects.get(source)
                 );
             }
             // PostgreSQL down does not stop serving (SQLite is the replica): shown, not failed.
@@ -267,12 +288,19 @@ fn ready(app: &App) -> Response {
             body.push('}');
             json_status(200, body)
         }
-        Err((check, error)) => json_status(
-            503,
-            format!(
-                "{{\"status\":\"unhealthy\",\"failed_check\":\"{check}\",\"error\":\"{error}\"}}"
-            ),
-        ),
+        Err((check, error)) => {
+            // A store's own error text (SQL, file names) goes to the log
+            // (`App::set_store_fault`), never to an unauthenticated probe.
+            let error = match check {
+                "startup" | "draining" => error,
+                _ => "store unavailable; the node's log has the cause".into(),
+            };
+            let mut body =
+                format!("{{\"status\":\"unhealthy\",\"failed_check\":\"{check}\",\"error\":\"");
+            json_escape(&error, &mut body);
+            body.push_str("\"}");
+            json_status(503, body)
+        }
     }
 }
 
@@ -289,6 +317,8 @@ fn startup(app: &App) -> Response {
 }
 
 fn metrics(app: &App) -> Response {
+    let open = app.http_slots.open();
+    app.metrics.http_connections_open.set(i64::from(open));
     let mut page = app.metrics.render();
     if app.config.postgres.url.is_some() {
         page += &app.pg_status.render();
@@ -364,7 +394,7 @@ fn is_local(ip: IpAddr) -> bool {
     }
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

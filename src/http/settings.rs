@@ -20,7 +20,7 @@ const DEFAULT_SPEED: f64 = 0.5;
 
 /// A field the dashboard shows the message next to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct SettingsError {
+pub struct SettingsError {
     pub field: &'static str,
     pub message: String,
 }
@@ -182,7 +182,7 @@ fn memory(value: Value) -> Result<Memory, SettingsError> {
 }
 
 /// A JSON object onto `current`; also returns its `version`, if it has one.
-pub(super) fn from_json(
+pub fn from_json(
     text: &str,
     current: OverlayConfig,
 ) -> Result<(OverlayConfig, Option<i64>), SettingsError> {
@@ -206,10 +206,7 @@ pub(super) fn from_json(
 }
 
 /// Form fields onto `current`.
-pub(super) fn from_form(
-    text: &str,
-    current: OverlayConfig,
-) -> Result<OverlayConfig, SettingsError> {
+pub fn from_form(text: &str, current: OverlayConfig) -> Result<OverlayConfig, SettingsError> {
     let mut draft = Draft::new(current);
     for (key, value) in parse_urlencoded(text) {
         draft.set(&key, Value::Text(value))?;

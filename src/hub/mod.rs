@@ -73,9 +73,21 @@ struct Channel {
     replicate: bool,
 }
 
+type TokenKey = [u8; 32];
+
+fn token_key(token: &str) -> TokenKey {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
+}
+
 struct Inner {
     channels: HashMap<Arc<str>, Channel>,
-    tokens: HashMap<String, Arc<str>>,
+    /// Overlay tokens by their SHA-256 ([`token_key`]), never by the text: a
+    /// lookup's timing then depends on a digest an attacker cannot steer, so
+    /// it tells nothing about how close a guessed token came.
+    tokens: HashMap<TokenKey, Arc<str>>,
     debouncer: Debouncer,
     next_sub: u64,
     last_compact_ms: u64,
@@ -146,7 +158,7 @@ impl Hub {
         let login: Arc<str> = Arc::from(streamer.login.as_str());
         inner
             .tokens
-            .insert(streamer.overlay_token.clone(), login.clone());
+            .insert(token_key(&streamer.overlay_token), login.clone());
         let s = self.settings;
         inner.channels.insert(
             login,
@@ -179,7 +191,7 @@ impl Hub {
     }
 
     pub fn token_exists(&self, token: &str) -> bool {
-        self.lock().tokens.contains_key(token)
+        self.lock().tokens.contains_key(&token_key(token))
     }
 
     /// Registers an overlay for `token` and queues the snapshot frame.
@@ -187,7 +199,7 @@ impl Hub {
         let mut inner = self.lock();
         let login = inner
             .tokens
-            .get(token)
+            .get(&token_key(token))
             .cloned()
             .ok_or(SubscribeError::UnknownToken)?;
         let id = inner.next_sub;
@@ -332,8 +344,8 @@ impl Hub {
                 .force_send(Outbound::Close(CLOSE_TOKEN_INVALID, "overlay URL rotated"));
         }
         let key: Arc<str> = Arc::from(login);
-        inner.tokens.remove(&old);
-        inner.tokens.insert(new_token, key);
+        inner.tokens.remove(&token_key(&old));
+        inner.tokens.insert(token_key(&new_token), key);
         true
     }
 

@@ -11,7 +11,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use smol::Timer;
@@ -32,22 +31,22 @@ const SWIM_QUEUE: usize = 1024;
 /// small side of a partition) is back soon after the network heals. Only a
 /// lone node dials, so twice a second costs nothing.
 const JOIN_EVERY: Duration = Duration::from_millis(500);
-/// Connections still in their handshake at once; past this new ones are closed
-/// at once (and counted), so a flood of idle sockets cannot pin memory or tasks.
-const MAX_HANDSHAKES: usize = 64;
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, from)) => {
-                if shared.handshaking.load(Ordering::SeqCst) >= MAX_HANDSHAKES {
-                    shared.counters.bad_frames.inc();
-                    log::debug!("mesh: {from} refused: {MAX_HANDSHAKES} handshakes under way");
-                    continue;
-                }
-                shared.handshaking.fetch_add(1, Ordering::SeqCst);
+                let ip = crate::http::routes::canonical(from.ip());
+                let permit = match shared.handshaking.acquire(Some(ip)) {
+                    Ok(permit) => permit,
+                    Err(why) => {
+                        shared.counters.bad_frames.inc();
+                        log::debug!("mesh: {from} refused: too many handshakes ({why})");
+                        continue;
+                    }
+                };
                 let s = Arc::clone(&shared);
-                shared.spawn(inbound(s, stream, from));
+                shared.spawn(inbound(s, stream, from, permit));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -59,7 +58,13 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 /// One accepted connection: handshake, then hand each frame to its consumer.
-async fn inbound(shared: Arc<Shared>, tcp: TcpStream, from: SocketAddr) {
+/// `permit` is a handshake slot, given back as soon as the handshake ends.
+async fn inbound(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    from: SocketAddr,
+    permit: crate::limits::SlotPermit,
+) {
     let handshake = async {
         let me = shared
             .me()
@@ -69,7 +74,7 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream, from: SocketAddr) {
         Ok::<_, LinkError>((stream, peer, session))
     };
     let accepted = handshake.await;
-    shared.handshaking.fetch_sub(1, Ordering::SeqCst);
+    drop(permit);
     let (stream, peer, session) = match accepted {
         Ok(accepted) => accepted,
         Err(e) => return peer::note_refusal(&shared.counters, from, &e, true),

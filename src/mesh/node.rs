@@ -29,6 +29,11 @@ use super::wire::{self, Blob, Frame, MeshKey};
 use super::{MeshHandler, SendError};
 use crate::sentiment::NodeId;
 
+/// Connections still in their handshake at once; past this new ones are closed
+/// at once (and counted), so a flood of idle sockets cannot pin memory or tasks.
+const MAX_HANDSHAKES: u32 = 64;
+/// The same from one address: a flood from one host leaves room for real peers.
+const MAX_HANDSHAKES_PER_IP: u32 = 8;
 /// A link whose connection failed is not redialed sooner than this: frames for it
 /// are dropped meanwhile, so an unreachable member costs at most 4 dials a second.
 const REDIAL_GAP: Duration = Duration::from_millis(250);
@@ -75,8 +80,8 @@ pub(crate) struct Shared {
     pub ex: Weak<Executor<'static>>,
     pub view: Mutex<View>,
     links: Mutex<HashMap<NodeId, Link>>,
-    /// Accepted connections still in their handshake.
-    pub handshaking: AtomicUsize,
+    /// Accepted connections still in their handshake, overall and per address.
+    pub handshaking: Arc<crate::limits::AddrSlots>,
     pub swim_tx: Sender<Input>,
     /// Never sent on; closed once when the mesh stops.
     pub shutdown: (Sender<()>, Receiver<()>),
@@ -109,7 +114,7 @@ impl Shared {
             ex: Arc::downgrade(ex),
             view: Mutex::new(View::default()),
             links: Mutex::new(HashMap::new()),
-            handshaking: AtomicUsize::new(0),
+            handshaking: crate::limits::AddrSlots::new(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_IP),
             swim_tx,
             shutdown: channel::bounded(1),
         }

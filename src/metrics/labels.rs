@@ -198,6 +198,14 @@ label_enum! {
 }
 
 label_enum! {
+    /// `http_connections_refused_total{reason}` (and mesh handshakes refused).
+    SlotRefused {
+        GlobalLimit => "global_limit",
+        IpLimit => "ip_limit",
+    }
+}
+
+label_enum! {
     /// `store_flush_total{result}`.
     FlushResult {
         Ok => "ok",

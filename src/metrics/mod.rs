@@ -33,8 +33,8 @@ mod types;
 
 pub use labels::{
     BadRequest, ChatDropReason, ChatSource, CsrfReason, EventSubWsMessage, FlushResult,
-    InboundDropReason, LoginResult, MeshMemberState, RateClass, RejectReason, VoteResult, VoteSide,
-    WebhookResult, WsConnectResult,
+    InboundDropReason, LoginResult, MeshMemberState, RateClass, RejectReason, SlotRefused,
+    VoteResult, VoteSide, WebhookResult, WsConnectResult,
 };
 pub use types::{Counter, CounterVec, Gauge, GaugeVec, Histogram, Label};
 
@@ -93,6 +93,10 @@ pub struct Metrics {
 
     /// `http_bad_requests_total{reason}`
     pub http_bad_requests: CounterVec<BadRequest, { BadRequest::COUNT }>,
+    /// `http_connections_open`
+    pub http_connections_open: Gauge,
+    /// `http_connections_refused_total{reason}`
+    pub http_connections_refused: CounterVec<SlotRefused, { SlotRefused::COUNT }>,
 
     /// `websocket_connections_current`
     pub ws_connections_current: Gauge,
@@ -180,6 +184,8 @@ impl Metrics {
             start_time,
             http: Mutex::new(HttpStats::default()),
             http_bad_requests: CounterVec::new(),
+            http_connections_open: Gauge::new(),
+            http_connections_refused: CounterVec::new(),
             ws_connections_current: Gauge::new(),
             ws_connections: CounterVec::new(),
             ws_rejected: CounterVec::new(),

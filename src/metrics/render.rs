@@ -26,6 +26,19 @@ impl Metrics {
             "reason",
             &self.http_bad_requests,
         );
+        gauge(
+            out,
+            "http_connections_open",
+            "Open connections that are not overlay WebSockets (requests, keep-alives, handshakes).",
+            self.http_connections_open.get(),
+        );
+        counter_vec(
+            out,
+            "http_connections_refused_total",
+            "TCP connections answered 503 and closed on accept, by the cap they hit.",
+            "reason",
+            &self.http_connections_refused,
+        );
 
         gauge(
             out,

@@ -19,6 +19,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("http_requests_total", "counter"),
     ("http_request_duration_seconds", "histogram"),
     ("http_bad_requests_total", "counter"),
+    ("http_connections_open", "gauge"),
+    ("http_connections_refused_total", "counter"),
     ("websocket_connections_current", "gauge"),
     ("websocket_connections_total", "counter"),
     ("websocket_connections_rejected_total", "counter"),

@@ -5,6 +5,7 @@
 //! flushed → done. Tests start it on `127.0.0.1:0` in-process.
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -75,16 +76,27 @@ impl Server {
             BUILD.version,
             BUILD.commit
         );
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            Error::Io(
-                format!("creating data dir {}", config.data_dir.display()),
-                e,
-            )
-        })?;
+        // Private to the node's user: the stores hold overlay tokens and secrets.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .map_err(|e| {
+                Error::Io(
+                    format!("creating data dir {}", config.data_dir.display()),
+                    e,
+                )
+            })?;
         let metrics = Arc::new(Metrics::new(BUILD));
         let (db, state) = smol::block_on(async {
-            let db = Db::open(&config.data_dir.join(crate::store::sqlite::FILE_NAME)).await?;
-            let state = State::open(&config.data_dir.join(crate::store::state::FILE_NAME)).await?;
+            let path = config.data_dir.join(crate::store::sqlite::FILE_NAME);
+            let db = Db::open(&path)
+                .await
+                .map_err(|e| Error::StoreFile(path, e))?;
+            let path = config.data_dir.join(crate::store::state::FILE_NAME);
+            let state = State::open(&path)
+                .await
+                .map_err(|e| Error::StoreFile(path, e))?;
             Ok::<_, Error>((db, state))
         })?;
         log::info!(
@@ -402,10 +414,19 @@ async fn accept_loop(ex: Arc<Executor<'static>>, app: Arc<App>, listener: Async<
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let plain = app.tls.is_none();
+                let Some(permit) = crate::http::admit(&app, &stream, peer, plain) else {
+                    continue;
+                };
                 let _ = stream.get_ref().set_nodelay(true);
                 let stream = smol::net::TcpStream::from(stream);
-                ex.spawn(crate::http::serve_accepted(Arc::clone(&app), stream, peer))
-                    .detach();
+                ex.spawn(crate::http::serve_accepted(
+                    Arc::clone(&app),
+                    stream,
+                    peer,
+                    permit,
+                ))
+                .detach();
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -426,6 +447,9 @@ async fn redirect_loop(
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(permit) = crate::http::admit(&app, &stream, peer, true) else {
+                    continue;
+                };
                 let stream = smol::net::TcpStream::from(stream);
                 let serve = crate::http::redirect::serve_redirect(
                     Arc::clone(&app),
@@ -433,7 +457,11 @@ async fn redirect_loop(
                     peer,
                     https_port,
                 );
-                ex.spawn(serve).detach();
+                ex.spawn(async move {
+                    serve.await;
+                    drop(permit);
+                })
+                .detach();
             }
             Err(e) => {
                 log::warn!("accept (redirect listener) failed: {e}");
@@ -468,14 +496,12 @@ async fn flush_once(app: &App) {
     let result = app.state.save_vote_logs(logs).await;
     app.metrics
         .observe_store_flush(result.is_ok(), started.elapsed().as_secs_f64());
-    match result {
-        Ok(()) => app.set_store_fault(None),
-        Err(e) => {
-            log::error!("flushing vote logs failed: {e}");
-            app.hub.mark_dirty(&logins);
-            app.set_store_fault(Some(("state", e.to_string())));
-        }
+    // Logs that failed stay dirty, so the next round retries (and clears the fault).
+    if let Err(e) = &result {
+        log::error!("flushing vote logs failed: {e}");
+        app.hub.mark_dirty(&logins);
     }
+    app.note_write("state", result.map_err(|e| e.to_string()));
 }
 
 async fn health_loop(app: Arc<App>) {
@@ -483,6 +509,11 @@ async fn health_loop(app: Arc<App>) {
         let sqlite = app.db.ping().await.map_err(|e| ("sqlite", e.to_string()));
         let state = app.state.ping().await.map_err(|e| ("state", e.to_string()));
         app.set_store_fault(sqlite.and(state).err());
+        // A failed save is not retried: a probe write finds out when SQLite writes again.
+        if app.write_failed("sqlite") {
+            let probe = app.db.probe_write().await.map_err(|e| e.to_string());
+            app.note_write("sqlite", probe);
+        }
         Timer::after(HEALTH_EVERY).await;
     }
 }

@@ -18,6 +18,7 @@ pub mod state;
 
 use crate::auth::encoding::base64url as base64_url;
 use std::fmt;
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -106,6 +107,8 @@ pub enum StoreError {
     Conflict {
         current: i64,
     },
+    /// A store file every user may read: it holds overlay tokens and sign-in secrets.
+    Exposed(String),
 }
 
 impl fmt::Display for StoreError {
@@ -121,6 +124,7 @@ impl fmt::Display for StoreError {
                 "the database has schema version {found} but this binary knows up to \
                  {supported}; run a newer ChatPulse or restore a backup"
             ),
+            StoreError::Exposed(hint) => write!(f, "{hint}"),
             StoreError::Conflict { current } => {
                 write!(
                     f,
@@ -164,6 +168,41 @@ impl From<std::io::Error> for StoreError {
 ///
 /// # Panics
 /// If the OS random source fails; the stores use [`try_overlay_token`] instead.
+/// Creates `path` (and its directory, 0700) readable by the node's user only,
+/// unless it exists; refuses an existing store file open to every user. SQLite's
+/// `-wal`/`-shm` files take the database file's mode, so they stay private too.
+pub fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut names = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        names.push(name.into());
+    }
+    for name in &names {
+        if let Some(mode) = crate::config::perms::world_access(name) {
+            return Err(StoreError::Exposed(format!(
+                "{} holds overlay tokens and sign-in secrets but {}",
+                name.display(),
+                crate::config::perms::chmod_hint(name, mode)
+            )));
+        }
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    Ok(())
+}
+
 pub fn new_overlay_token() -> String {
     try_overlay_token().expect("the OS random source failed")
 }
@@ -189,11 +228,11 @@ fn now_ms() -> i64 {
 
 /// A fresh directory under the system temp dir, removed on drop.
 #[cfg(test)]
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
 
 #[cfg(test)]
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -235,5 +274,38 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn store_files_are_private_and_exposed_ones_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("perms");
+        let path = dir.0.join("sub").join(sqlite::FILE_NAME);
+        let db = block_on_deadline(sqlite::Db::open(&path)).unwrap();
+        drop(db);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        let wal = dir.0.join("sub").join(format!("{}-wal", sqlite::FILE_NAME));
+        if wal.exists() {
+            assert_eq!(mode(&wal), 0o600);
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = block_on_deadline(sqlite::Db::open(&path))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("mode 0644") && err.contains("chmod o-rwx"),
+            "{err}"
+        );
+        let state = dir.0.join(state::FILE_NAME);
+        std::fs::write(&state, b"").unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let err = block_on_deadline(state::State::open(&state))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("readable by every user"), "{err}");
     }
 }

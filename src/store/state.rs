@@ -9,9 +9,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use log::{error, info};
+use log::{debug, error, info};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{StoreError, now_ms, random_failed};
@@ -28,8 +28,43 @@ const NODE_ID: &str = "node_id";
 /// Handle to the redb file; clone it freely. The file closes when the last clone drops.
 #[derive(Clone)]
 pub struct State {
-    db: Arc<Database>,
+    file: Arc<StateFile>,
     node_id: u64,
+}
+
+/// The open database, or none after an I/O error: redb then refuses every call
+/// ("previous I/O error") until the file is reopened, which the next call does
+/// (redb repairs it if needed), so a disk that was full works again once it
+/// has room. Calls take turns; each is short.
+struct StateFile {
+    path: PathBuf,
+    db: Mutex<Option<Database>>,
+}
+
+impl StateFile {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, redb::Error>,
+    ) -> Result<T, redb::Error> {
+        let mut slot = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let db = match slot.take() {
+            Some(db) => db,
+            None => {
+                let db = Database::create(&self.path)?;
+                debug!("state: reopened {}", self.path.display());
+                db
+            }
+        };
+        let result = f(&db);
+        match &result {
+            Err(e @ (redb::Error::Io(_) | redb::Error::PreviousIo)) => {
+                // The caller reports the error; retries come every second while it lasts.
+                debug!("state: {e}; closing {} to reopen it", self.path.display());
+            }
+            _ => *slot = Some(db),
+        }
+        result
+    }
 }
 
 impl State {
@@ -120,19 +155,18 @@ impl State {
         &self,
         f: impl FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        Ok(smol::unblock(move || f(&db)).await?)
+        let file = Arc::clone(&self.file);
+        Ok(smol::unblock(move || file.with(f)).await?)
     }
 }
 
 fn open_or_recover(path: &Path, fresh_id: u64) -> Result<State, StoreError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
+    super::create_private(path)?;
     let (db, node_id) = match init(path, fresh_id) {
         Ok(opened) => opened,
         Err(e) if is_unreadable(&e) => {
             let aside = set_aside(path)?;
+            super::create_private(path)?;
             error!(
                 "state: {} is unreadable ({e}); moved it to {} and starting empty",
                 path.display(),
@@ -144,7 +178,10 @@ fn open_or_recover(path: &Path, fresh_id: u64) -> Result<State, StoreError> {
     };
     info!("state: opened {} (node id {node_id:016x})", path.display());
     Ok(State {
-        db: Arc::new(db),
+        file: Arc::new(StateFile {
+            path: path.to_path_buf(),
+            db: Mutex::new(Some(db)),
+        }),
         node_id,
     })
 }
@@ -248,6 +285,7 @@ mod tests {
         let dir = TempDir::new("state-corrupt");
         let path = dir.0.join(FILE_NAME);
         let garbage = vec![0x42u8; 9000];
+        super::super::create_private(&path).unwrap();
         std::fs::write(&path, &garbage).unwrap();
         block_on_deadline(async {
             let state = State::open(&path).await.unwrap();

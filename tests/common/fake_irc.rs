@@ -56,6 +56,16 @@ pub fn cert_path(name: &str) -> String {
         .to_string()
 }
 
+/// The test leaf's key as the node accepts a key: a copy only its owner may
+/// read (git checks files out 0644, which the node refuses for a private key).
+pub fn private_key_path() -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = super::temp_dir("key").join("key.pem");
+    std::fs::copy(cert_path("key.pem"), &path).expect("copy test key");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.display().to_string()
+}
+
 impl FakeIrc {
     pub async fn start(tls: bool) -> FakeIrc {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -65,7 +75,7 @@ impl FakeIrc {
         let acceptor = tls.then(|| {
             let config = chatpulse::tls::server_config(
                 Path::new(&cert_path("cert.pem")),
-                Path::new(&cert_path("key.pem")),
+                Path::new(&private_key_path()),
             )
             .expect("test certificate");
             TlsAcceptor::from(config)

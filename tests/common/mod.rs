@@ -347,6 +347,18 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// A TCP connection to `to` from the loopback address `src`, as if from another host.
+pub fn connect_from(
+    src: std::net::IpAddr,
+    to: SocketAddr,
+) -> std::io::Result<smol::Async<std::net::TcpStream>> {
+    use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    bind(&fd, &SocketAddr::new(src, 0))?;
+    connect(&fd, &to)?;
+    smol::Async::new(std::net::TcpStream::from(fd))
+}
+
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     http_raw(
         addr,

@@ -219,6 +219,29 @@ fn garbage_on_the_mesh_port_is_dropped_and_counted() {
 }
 
 #[test]
+fn a_handshake_flood_from_one_host_leaves_room_for_real_peers() {
+    on_executor(|ex| async move {
+        let a = start(&ex, 0xa1, &[]);
+        // Another host (127.0.0.9) opens 40 sockets and never says a word.
+        let flooder = std::net::IpAddr::from([127, 0, 0, 9]);
+        let mut held = Vec::new();
+        for _ in 0..40 {
+            held.push(crate::common::connect_from(flooder, a.mesh.local_addr()).unwrap());
+        }
+        eventually(
+            "the sockets past that host's share refused",
+            CONVERGE,
+            || (a.mesh.counters().bad_frames.get() >= 32).then_some(()),
+        )
+        .await;
+        // A real peer still gets in while the flood is held open.
+        let b = start(&ex, 0xb2, &[a.mesh.local_addr()]);
+        converge(&[&a, &b]).await;
+        drop(held);
+    });
+}
+
+#[test]
 fn a_peer_that_stops_reading_is_dropped_without_stalling_broadcast() {
     on_executor(|ex| async move {
         // C runs on its own thread and freezes in on_frame: its socket stops being read.

@@ -232,6 +232,18 @@ impl Db {
             .await
     }
 
+    /// Commits a transaction that rewrites the schema version in place: fails
+    /// while the disk is full or read-only, like any save would.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        self.call(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            tx.pragma_update(None, "user_version", version)?;
+            Ok(tx.commit()?)
+        })
+        .await
+    }
+
     /// Creates or refreshes a home-mode channel from the config file, in one transaction.
     ///
     /// A new login gets a streamer row, a fresh overlay token and config version 1. For a
@@ -433,9 +445,7 @@ fn serve(conn: &mut Connection, queue: &Receiver<Job>) {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
+    super::create_private(path)?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;

@@ -48,6 +48,7 @@ fn migrates_from_empty_and_reopens_idempotently() {
 fn refuses_a_schema_newer_than_the_binary() {
     let dir = TempDir::new("sqlite-newer");
     let path = dir.0.join("db.sqlite3");
+    crate::store::create_private(&path).unwrap();
     let conn = Connection::open(&path).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
