@@ -13,10 +13,11 @@
 //! | [`doctor`] | `chatpulse doctor URL`: the load-balancer guide's checklist against a deployment, with fixes |
 //! | [`config`] | TOML file + `CHATPULSE_*` env → validated [`config::Config`] |
 //! | [`logger`] | the `log` backend (text or JSON lines on stderr) |
+//! | [`malloc`] | one glibc malloc arena, not eight per core (flat RSS under a steady load) |
 //! | [`server`] | a node's lifecycle: startup story, loops, graceful shutdown; `server/cluster.rs`: joining the mesh, presence, the PostgreSQL thread |
 //! | [`app`] | the services of one node, shared by `Arc<App>` |
 //! | [`clock`] | wall-clock milliseconds that never run backwards (clock steps back: half speed until caught up) |
-//! | [`bench`] | the load tool behind `chatpulse-bench` (IRC feed, overlay clients, report; `partition`: nodes in network namespaces of its own (`netlab`), split or killed and healed; `floor`: one loopback write's cost) |
+//! | [`bench`] | the load tool behind `chatpulse-bench` (IRC feed, overlay clients, report; `partition`: nodes in network namespaces of its own (`netlab`), split or killed and healed; `floor`: one loopback write's cost; `soak`: 10 000 sockets × 2 000 votes/s for 10 min, RSS and fds sampled) |
 //! | [`http`] | HTTP/1.1: head parsing (pure), responses, the route table; sign-in and dashboard handlers |
 //! | [`auth`] | dashboard sign-in: admin password, Twitch OAuth, signed sessions, CSRF, per-IP request limits, token encryption |
 //! | [`frame`] | the overlay's JSON frame, encoded by hand (pure) |
@@ -52,6 +53,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod logger;
+pub mod malloc;
 pub mod mesh;
 pub mod metrics;
 pub mod outbox;

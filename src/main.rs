@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use chatpulse::cli::{self, Command};
 
 fn main() -> ExitCode {
+    chatpulse::malloc::limit_arenas();
     let (command, overrides) = match cli::parse(std::env::args_os().skip(1)) {
         Ok(parsed) => parsed,
         Err(e) => {

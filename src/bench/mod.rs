@@ -275,6 +275,7 @@ pub(crate) fn spawn_node(
     let mut toml = String::from(
         "[limits]\nmax_connections = 1000000\nmax_connections_per_ip = 1000000\n\
 connection_rate_per_ip = 1000000\nconnection_burst_per_ip = 1000000\nmax_overlays_per_broadcaster = 100000\n\
+max_http_connections = 1000000\nmax_http_connections_per_ip = 1000000\n\
 [votes]\nbucket_capacity = 1000000\nbucket_refill_per_minute = 1000000\n\
 ",
     );
