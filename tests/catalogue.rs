@@ -17,9 +17,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use smol::io::AsyncReadExt;
-use smol::net::TcpStream;
-
 use crate::common::web::Resp;
 use crate::common::{TestServer, eventually, http_raw};
 
@@ -373,16 +370,4 @@ const TWO_CHANNELS: &str = "[[channel]]\nlogin = \"alice\"\n\n[[channel]]\nlogin
 async fn raw(addr: SocketAddr, bytes: &[u8]) -> Resp {
     let (status, head, body) = http_raw(addr, bytes).await.expect("an answer");
     Resp { status, head, body }
-}
-
-/// Reads until the peer closes; returns what it sent.
-async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return got,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
 }

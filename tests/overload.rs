@@ -14,7 +14,7 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{
-    ONE_CHANNEL, Overlay, TEST_TIMEOUT, TestServer, connect_from, get, run, temp_dir,
+    ONE_CHANNEL, Overlay, TEST_TIMEOUT, TestServer, connect_from, get, read_to_close, run, temp_dir,
 };
 
 fn lo(last: u8) -> IpAddr {
@@ -23,16 +23,7 @@ fn lo(last: u8) -> IpAddr {
 
 /// Everything the server sends until it closes (or `limit` passes: then `None`).
 async fn read_until_closed(s: &mut Async<TcpStream>, limit: Duration) -> Option<String> {
-    let read = async {
-        let mut out = Vec::new();
-        let mut chunk = [0u8; 1024];
-        loop {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return Some(String::from_utf8_lossy(&out).into_owned()),
-                Ok(n) => out.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
+    let read = async { Some(String::from_utf8_lossy(&read_to_close(s).await).into_owned()) };
     read.or(async {
         smol::Timer::after(limit).await;
         None

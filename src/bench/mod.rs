@@ -77,7 +77,6 @@ impl Report {
     }
 
     pub fn table(&self) -> String {
-        let ms = |us: u64| us as f64 / 1000.0;
         let l = &self.latency_us;
         let mut s = String::new();
         let _ = writeln!(
@@ -99,15 +98,7 @@ impl Report {
             self.frames,
             self.frames_per_sec()
         );
-        let _ = writeln!(
-            s,
-            "latency ms       p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (n={}, ts has 1 ms resolution)",
-            ms(l.p50),
-            ms(l.p90),
-            ms(l.p99),
-            ms(l.max),
-            l.count
-        );
+        let _ = writeln!(s, "{}", l.line(", ts has 1 ms resolution"));
         let _ = writeln!(
             s,
             "clients closed   {} (evicted by server: {})",

@@ -185,15 +185,7 @@ impl SoakReport {
             end.frames,
             per_sec(end.frames, end.t_s)
         );
-        let _ = writeln!(
-            s,
-            "latency ms       p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (n={})",
-            ms(l.p50),
-            ms(l.p90),
-            ms(l.p99),
-            ms(l.max),
-            l.count
-        );
+        let _ = writeln!(s, "{}", l.line(""));
         let _ = writeln!(
             s,
             "clients closed   {} during the run (evicted by server: {})",

@@ -21,6 +21,21 @@ pub struct Summary {
     pub max: u64,
 }
 
+impl Summary {
+    /// The report's latency line; `note` goes inside the closing parenthesis.
+    pub fn line(&self, note: &str) -> String {
+        let ms = |us: u64| us as f64 / 1000.0;
+        format!(
+            "latency ms       p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (n={}{note})",
+            ms(self.p50),
+            ms(self.p90),
+            ms(self.p99),
+            ms(self.max),
+            self.count
+        )
+    }
+}
+
 pub fn summarize(samples: &mut [u64]) -> Summary {
     samples.sort_unstable();
     let at = |p| percentile(samples, p).unwrap_or(0);

@@ -14,10 +14,10 @@ use futures_util::StreamExt;
 use smol::io::AsyncWriteExt;
 use smol::net::TcpStream;
 
-use super::{Check, ROOMY, TWO_CHANNELS, raw, read_to_close};
+use super::{Check, ROOMY, TWO_CHANNELS, raw};
 use crate::common::web::{Resp, Web};
 use crate::common::{
-    ONE_CHANNEL, Overlay, TEST_TIMEOUT, TestServer, eventually, run, with_timeout,
+    ONE_CHANNEL, Overlay, TEST_TIMEOUT, TestServer, eventually, read_to_close, run, with_timeout,
 };
 
 /// A WebSocket upgrade of `/ws/overlay/{token}` with `headers` (all of them but Host).

@@ -10,11 +10,13 @@ use chatpulse::chat::webhook::verify::sign;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
-use super::{Check, raw, read_to_close};
+use super::{Check, raw};
 use crate::common::fake_helix::{FakeHelix, rfc3339};
 use crate::common::fake_irc::FakeIrc;
 use crate::common::web::{Resp, Web};
-use crate::common::{ONE_CHANNEL, TEST_TIMEOUT, TestServer, mesh_toml, run, with_timeout};
+use crate::common::{
+    ONE_CHANNEL, TEST_TIMEOUT, TestServer, mesh_toml, read_to_close, run, with_timeout,
+};
 
 pub(super) const WEBHOOK_SECRET: &str = "catalogue-webhook-secret";
 

@@ -359,6 +359,18 @@ pub fn connect_from(
     smol::Async::new(std::net::TcpStream::from(fd))
 }
 
+/// Reads until the peer closes (or the read fails); returns what it sent.
+pub async fn read_to_close(s: &mut (impl smol::io::AsyncRead + Unpin)) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     http_raw(
         addr,

@@ -16,7 +16,7 @@ use super::{
     CONVERGE, Gate, Node, Recorder, SECRET, WRONG, config, converge, on_executor, start,
     start_with, trio, vote_log,
 };
-use crate::common::eventually;
+use crate::common::{eventually, read_to_close};
 
 /// Reads one frame, the `seq`-th of the connection.
 async fn read_one(s: &mut TcpStream, key: &MeshKey, seq: u64) -> Frame {
@@ -54,18 +54,6 @@ fn raw_hello(node: NodeId, generation: u64, echo: u128) -> Frame {
     }
 }
 
-/// Reads until the peer closes; returns what it sent first.
-async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return got,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 #[test]
 fn a_node_with_the_wrong_secret_learns_nothing_and_is_counted() {
     on_executor(|ex| async move {
@@ -95,7 +83,7 @@ fn a_node_with_the_wrong_secret_learns_nothing_and_is_counted() {
         let _ = s
             .write_all(&wire::seal_frame(&wrong, 0, &hello).unwrap())
             .await;
-        assert!(read_until_closed(&mut s).await.is_empty());
+        assert!(read_to_close(&mut s).await.is_empty());
         eventually("A counted the bad tag", CONVERGE, || {
             (a.mesh.counters().auth_failures.get() == 1).then_some(())
         })
@@ -123,7 +111,7 @@ fn another_protocol_version_is_refused() {
             &mut bytes,
         );
         let _ = s.write_all(&bytes).await;
-        assert!(read_until_closed(&mut s).await.is_empty());
+        assert!(read_to_close(&mut s).await.is_empty());
         eventually("A counted the version", CONVERGE, || {
             (a.mesh.counters().version_mismatches.get() == 1).then_some(())
         })
@@ -157,12 +145,12 @@ fn recorded_frames_cannot_be_replayed() {
 
         // The same frame again on the same connection: its position no longer matches.
         s.write_all(&data).await.unwrap();
-        assert!(read_until_closed(&mut s).await.is_empty());
+        assert!(read_to_close(&mut s).await.is_empty());
         // The whole recording on a new connection: the Hello answers an old challenge.
         let mut s = TcpStream::connect(a.mesh.local_addr()).await.unwrap();
         raw_challenge(&mut s, Some(&key)).await;
         let _ = s.write_all(&sent).await;
-        assert!(read_until_closed(&mut s).await.is_empty());
+        assert!(read_to_close(&mut s).await.is_empty());
         eventually("both replays counted", CONVERGE, || {
             (a.mesh.counters().auth_failures.get() == 2).then_some(())
         })
@@ -202,7 +190,7 @@ fn garbage_on_the_mesh_port_is_dropped_and_counted() {
             let mut s = TcpStream::connect(a.mesh.local_addr()).await.unwrap();
             raw_challenge(&mut s, Some(&MeshKey::derive(SECRET))).await;
             let _ = s.write_all(bytes).await;
-            assert!(read_until_closed(&mut s).await.is_empty());
+            assert!(read_to_close(&mut s).await.is_empty());
         }
         eventually("every bad connection counted", CONVERGE, || {
             (refused(&a) == junk.len() as u64).then_some(())
