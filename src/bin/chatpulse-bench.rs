@@ -100,23 +100,16 @@ fn partition() -> ExitCode {
         };
         let mut json = None;
         let mut p = lexopt::Parser::from_iter(std::env::args().skip(1));
-        let num = |p: &mut lexopt::Parser| -> Result<f64, String> {
-            let v = p.value().map_err(|e| e.to_string())?;
-            let v = v.string().map_err(|e| e.to_string())?;
-            v.parse::<f64>().map_err(|e| format!("{v}: {e}"))
-        };
         while let Some(arg) = p.next().map_err(|e| e.to_string())? {
             match arg {
-                Long("server-bin") => {
-                    o.server_bin = PathBuf::from(p.value().map_err(|e| e.to_string())?)
-                }
+                Long("server-bin") => o.server_bin = path(&mut p)?,
                 Long("nodes") => o.nodes = num(&mut p)? as usize,
                 Long("broadcasters") => o.broadcasters = num(&mut p)? as usize,
                 Long("votes-per-sec") => o.votes_per_sec = num(&mut p)?,
                 Long("split") => o.split = Duration::from_secs_f64(num(&mut p)?),
                 Long("rounds") => o.rounds = num(&mut p)? as usize,
                 Long("kill") => o.fault = bench::partition::Fault::Kill,
-                Long("json") => json = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+                Long("json") => json = Some(path(&mut p)?),
                 other => return Err(other.unexpected().to_string()),
             }
         }
@@ -156,20 +149,13 @@ fn soak() -> ExitCode {
         };
         let mut json = None;
         let mut p = lexopt::Parser::from_iter(std::env::args().skip(1));
-        let num = |p: &mut lexopt::Parser| -> Result<f64, String> {
-            let v = p.value().map_err(|e| e.to_string())?;
-            let v = v.string().map_err(|e| e.to_string())?;
-            v.parse::<f64>().map_err(|e| format!("{v}: {e}"))
-        };
         let secs = |p: &mut lexopt::Parser| -> Result<Duration, String> {
             Duration::try_from_secs_f64(num(p)?).map_err(|e| e.to_string())
         };
         let l = &mut o.load;
         while let Some(arg) = p.next().map_err(|e| e.to_string())? {
             match arg {
-                Long("server-bin") => {
-                    l.server_bin = PathBuf::from(p.value().map_err(|e| e.to_string())?)
-                }
+                Long("server-bin") => l.server_bin = path(&mut p)?,
                 Long("sockets") => l.sockets = num(&mut p)? as usize,
                 Long("broadcasters") => l.broadcasters = num(&mut p)? as usize,
                 Long("votes-per-sec") => l.votes_per_sec = num(&mut p)?,
@@ -177,7 +163,7 @@ fn soak() -> ExitCode {
                 Long("warmup") => l.warmup = secs(&mut p)?,
                 Long("connect-rate") => l.connect_rate = num(&mut p)?,
                 Long("sample-every") => o.sample_every = secs(&mut p)?,
-                Long("json") => json = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+                Long("json") => json = Some(path(&mut p)?),
                 Short('h') | Long("help") => {
                     print!("{HELP}");
                     return Ok(true);
@@ -242,19 +228,9 @@ fn parse() -> Result<(Options, Option<PathBuf>), String> {
     };
     let mut json = None;
     let mut p = lexopt::Parser::from_env();
-    let num = |p: &mut lexopt::Parser| -> Result<f64, String> {
-        p.value()
-            .map_err(|e| e.to_string())?
-            .string()
-            .map_err(|e| e.to_string())?
-            .parse::<f64>()
-            .map_err(|e| e.to_string())
-    };
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("server-bin") => {
-                o.server_bin = PathBuf::from(p.value().map_err(|e| e.to_string())?)
-            }
+            Long("server-bin") => o.server_bin = path(&mut p)?,
             Long("sockets") => o.sockets = num(&mut p)? as usize,
             Long("broadcasters") => o.broadcasters = num(&mut p)? as usize,
             Long("votes-per-sec") => o.votes_per_sec = num(&mut p)?,
@@ -263,7 +239,7 @@ fn parse() -> Result<(Options, Option<PathBuf>), String> {
             Long("connect-rate") => o.connect_rate = num(&mut p)?,
             Long("nodes") => o.nodes = (num(&mut p)? as usize).clamp(1, 5),
             Value(v) if v == "fanout" => {}
-            Long("json") => json = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Long("json") => json = Some(path(&mut p)?),
             Short('h') | Long("help") => {
                 print!("{HELP}");
                 std::process::exit(0);
@@ -272,4 +248,17 @@ fn parse() -> Result<(Options, Option<PathBuf>), String> {
         }
     }
     Ok((o, json))
+}
+
+/// The number after an option.
+fn num(p: &mut lexopt::Parser) -> Result<f64, String> {
+    use lexopt::ValueExt;
+    let v = p.value().map_err(|e| e.to_string())?;
+    let v = v.string().map_err(|e| e.to_string())?;
+    v.parse::<f64>().map_err(|e| format!("{v}: {e}"))
+}
+
+/// The path after an option.
+fn path(p: &mut lexopt::Parser) -> Result<PathBuf, String> {
+    p.value().map(PathBuf::from).map_err(|e| e.to_string())
 }
