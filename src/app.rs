@@ -47,7 +47,7 @@ pub struct App {
     store_fault: Mutex<Option<(&'static str, String)>>,
     /// Stores whose last write failed (a full or read-only disk), each until a
     /// write to it succeeds: a flush, a save, or the health loop's probe.
-    write_faults: Mutex<Vec<(&'static str, String)>>,
+    write_faults: Mutex<crate::write_faults::WriteFaults>,
     /// EventSub webhook message ids seen in the last 10+ minutes (Twitch delivers
     /// at least once; a resend must not count twice).
     pub(crate) webhook_seen: Mutex<crate::chat::webhook::SeenIds>,
@@ -106,7 +106,7 @@ impl App {
             shutdown_rx,
             inflight: Arc::new(AtomicUsize::new(0)),
             store_fault: Mutex::new(None),
-            write_faults: Mutex::new(Vec::new()),
+            write_faults: Mutex::new(Default::default()),
             webhook_seen: Mutex::new(Default::default()),
             executor: OnceLock::new(),
             channels_changed_tx,
@@ -244,26 +244,18 @@ impl App {
     /// the node unready until that store writes again; the health loop's checks
     /// do not clear it.
     pub(crate) fn note_write(&self, store: &'static str, result: Result<(), String>) {
-        let mut faults = self.write_faults.lock().unwrap_or_else(|e| e.into_inner());
-        let known = faults.iter().position(|(s, _)| *s == store);
-        match (result, known) {
-            (Err(e), Some(i)) => faults[i].1 = e,
-            (Err(e), None) => {
-                log::error!("health: writing to {store} failed: {e}");
-                faults.push((store, e));
-            }
-            (Ok(()), Some(i)) => {
-                log::info!("health: {store} takes writes again");
-                faults.remove(i);
-            }
-            (Ok(()), None) => {}
-        }
+        let tell = self
+            .write_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note(store, result, Instant::now());
+        tell.log(store);
     }
 
     /// Whether the last write to `store` failed.
     pub(crate) fn write_failed(&self, store: &str) -> bool {
         let faults = self.write_faults.lock().unwrap_or_else(|e| e.into_inner());
-        faults.iter().any(|(s, _)| *s == store)
+        faults.failing(store)
     }
 
     /// `Ok` when this node should receive traffic; else the failed check.
@@ -283,7 +275,7 @@ impl App {
             .unwrap_or_else(|e| e.into_inner())
             .first()
         {
-            Some(fault) => Err(fault.clone()),
+            Some(fault) => Err(fault),
             None => Ok(()),
         }
     }

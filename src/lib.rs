@@ -13,9 +13,10 @@
 //! | [`doctor`] | `chatpulse doctor URL`: the load-balancer guide's checklist against a deployment, with fixes |
 //! | [`config`] | TOML file + `CHATPULSE_*` env → validated [`config::Config`] |
 //! | [`logger`] | the `log` backend (text or JSON lines on stderr) |
-//! | [`malloc`] | one glibc malloc arena, not eight per core (flat RSS under a steady load) |
+//! | [`malloc`] | the allocator: one glibc arena, free pages returned once a minute (flat RSS under a steady load), heap bytes for `/metrics` |
 //! | [`server`] | a node's lifecycle: startup story, loops, graceful shutdown; `server/cluster.rs`: joining the mesh, presence, the PostgreSQL thread |
 //! | [`app`] | the services of one node, shared by `Arc<App>` |
+//! | [`write_faults`] | failed writes per store: readiness until a write succeeds; the log told once, reminded once a minute, told of the end |
 //! | [`clock`] | wall-clock milliseconds that never run backwards (clock steps back: half speed until caught up) |
 //! | [`bench`] | the load tool behind `chatpulse-bench` (IRC feed, overlay clients, report; `partition`: nodes in network namespaces of its own (`netlab`), split or killed and healed; `floor`: one loopback write's cost; `soak`: 10 000 sockets × 2 000 votes/s for 10 min, RSS and fds sampled) |
 //! | [`http`] | HTTP/1.1: head parsing (pure), responses, the route table; sign-in and dashboard handlers |
@@ -64,6 +65,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod twitch;
+pub mod write_faults;
 pub mod ws;
 
 pub use chat::ChatMessage;

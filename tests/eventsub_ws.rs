@@ -1,7 +1,8 @@
 //! The EventSub WebSocket source end to end: a real node reads chat from the
 //! fake EventSub server, subscribes through the fake Helix, and overlays see
 //! the votes. Keepalive timeout, reconnect hand-over, revocation, close codes,
-//! sharding and a token without the scope.
+//! sharding, a token without the scope, and an EventSub host that cannot be
+//! reached (no DNS name, an untrusted certificate).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use chatpulse::chat::eventsub_ws::{Limits, eventsub_ws_loop_with};
 
 use crate::common::fake_eventsub_ws::{ConnInfo, FakeEventSub};
 use crate::common::fake_helix::{CLIENT_ID, FakeHelix, FakeSub};
+use crate::common::fake_irc::FakeIrc;
 use crate::common::{Frame, Overlay, TEST_TIMEOUT, TestServer, eventually, run};
 
 const TOKEN: &str = "readertoken";
@@ -24,10 +26,13 @@ struct Rig {
 }
 
 fn twitch_toml(source: &str, helix: &FakeHelix, es: &FakeEventSub, logins: &[&str]) -> String {
+    twitch_toml_at(source, helix, &es.url(), logins)
+}
+
+fn twitch_toml_at(source: &str, helix: &FakeHelix, es_url: &str, logins: &[&str]) -> String {
     let mut toml = format!(
         "[twitch]\nsource = \"{source}\"\nclient_id = \"{CLIENT_ID}\"\nuser_token = \"{TOKEN}\"\n\
-         eventsub_ws_url = \"{}\"\nhelix_url = \"{}\"\nauth_url = \"{}\"\n",
-        es.url(),
+         eventsub_ws_url = \"{es_url}\"\nhelix_url = \"{}\"\nauth_url = \"{}\"\n",
         helix.helix_url(),
         helix.auth_url()
     );
@@ -342,5 +347,65 @@ fn token_without_the_scope_never_connects() {
             Some("0")
         );
         r.srv.stop().await;
+    });
+}
+
+/// Twitch's EventSub host unreachable — its name does not resolve, or its
+/// certificate is not one we trust: the socket retries on a doubling delay
+/// (never a busy loop, one handshake per attempt), the token is not blamed,
+/// readiness stays 200 and shows the source down, overlays keep being served.
+#[test]
+fn unreachable_or_untrusted_eventsub_is_retried_with_backoff_and_shown() {
+    run(TEST_TIMEOUT, async {
+        let helix = FakeHelix::start().await;
+        helix.add_user_token(TOKEN, READER_ID, "reader", &["user:read:chat"]);
+        helix.add_user("streamer", STREAMER_ID);
+        // A TLS listener whose certificate chains to a CA the node was not given.
+        let tls = FakeIrc::start(true).await;
+        let untrusted = format!("wss://{}/ws", tls.addr);
+        let unresolvable = "wss://eventsub.chatpulse-test.invalid/ws".to_string();
+        for (what, url) in [("untrusted", untrusted), ("unresolvable", unresolvable)] {
+            let toml = twitch_toml_at("eventsub-ws", &helix, &url, &["streamer"]);
+            let srv = TestServer::start_with(&toml, None, None).await;
+            let reconnects = || {
+                let text = srv.metrics();
+                let sample = "chat_source_reconnects_total{source=\"eventsub_ws\"} ";
+                text.lines()
+                    .find_map(|l| l.strip_prefix(sample)?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let started = std::time::Instant::now();
+            eventually(&format!("{what}: a second attempt"), WAIT, || {
+                (reconnects() >= 2).then_some(())
+            })
+            .await;
+            let (status, _, body) = crate::common::get(srv.addr, "/health/ready").await;
+            assert_eq!(status, 200, "{what}: {body}");
+            assert!(
+                body.contains("\"chat\":{\"source\":\"eventsub-ws\",\"connected\":false,"),
+                "{what}: {body}"
+            );
+            let mut ov = Overlay::connect(srv.addr, &srv.token("streamer"))
+                .await
+                .unwrap();
+            assert_eq!(ov.frame().await.kind, "snapshot");
+            // Delays of at least 0.5, 1, 2, 4 s (jittered into the upper half of
+            // 1, 2, 4, 8): however fast the machine, few attempts fit in the time.
+            smol::Timer::after(Duration::from_secs(2)).await;
+            let secs = started.elapsed().as_secs_f64();
+            let most = 2.0 + (secs / 0.5).log2().ceil();
+            let n = reconnects();
+            assert!(n as f64 <= most, "{what}: {n} reconnects in {secs:.1} s");
+            if what == "untrusted" {
+                assert!(
+                    tls.connections() as u64 <= n + 1,
+                    "one handshake per attempt"
+                );
+            }
+            // A host we cannot reach says nothing about the token.
+            let text = srv.metrics();
+            assert!(text.contains("\ntwitch_token_failures_total 0\n"), "{what}");
+            srv.stop().await;
+        }
     });
 }

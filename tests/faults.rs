@@ -305,6 +305,20 @@ async fn stays_unready(addr: SocketAddr) {
     }
 }
 
+/// Seconds of failing flushes (one a second) are one line when they start and
+/// one when they end, not one each.
+fn told_once(log: &str) {
+    let count = |s: &str| log.lines().filter(|l| l.contains(s)).count();
+    let failed =
+        count("health: writing to state failed") + count("health: writing to sqlite failed");
+    assert!((1..=2).contains(&failed), "{log}");
+    assert_eq!(count("still fails"), 0, "{log}");
+    assert_eq!(count("takes writes again"), failed, "{log}");
+    // The fault lasted more than 7 s (`stays_unready`) with a flush a second:
+    // the store failures, the one failed save's answer, and nothing per flush.
+    assert!(count(" ERROR ") <= 4, "{log}");
+}
+
 /// The stopped node's SQLite file in `dir`, copied out with its WAL (SQLite
 /// resolves `/proc/<pid>/root` to `/`): integrity ok, every acknowledged save in
 /// the history with its label; returns alice's stored (version, for-label).
@@ -425,6 +439,7 @@ fn a_full_disk_fails_saves_and_readiness_until_space_returns_and_loses_nothing()
         stays_unready(node.addr).await;
         std::fs::remove_file(ns.path("filler")).unwrap();
         readiness(node.addr, 200).await;
+        told_once(&log_of(&work));
         let label = "after".to_string();
         acked.push((save(&web, &csrf, &label).await.unwrap(), label));
         votes_flow(&mut ov).await;

@@ -375,10 +375,15 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
 }
 
 async fn scrape_evicted(addr: std::net::SocketAddr) -> u64 {
+    scrape_gauge(addr, "broadcaster_slow_clients_evicted_total").await
+}
+
+/// One unlabelled series of the node's `/metrics` (0 when absent or unreachable).
+async fn scrape_gauge(addr: std::net::SocketAddr, name: &str) -> u64 {
     scrape(addr)
         .await
         .lines()
-        .find_map(|l| l.strip_prefix("broadcaster_slow_clients_evicted_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }

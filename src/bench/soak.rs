@@ -14,7 +14,9 @@ use smol::future::FutureExt as _;
 use super::clients::{self, ClientStats};
 use super::feed::Feed;
 use super::stats::{self, Summary, percentile};
-use super::{MAX_DURATION, MAX_SOCKETS, Options, proc_sample, scrape_evicted, start_node};
+use super::{
+    MAX_DURATION, MAX_SOCKETS, Options, proc_sample, scrape_evicted, scrape_gauge, start_node,
+};
 
 /// Votes before the first ("warm") sample are bounded like the run itself.
 const MAX_WARMUP: Duration = Duration::from_secs(60);
@@ -61,6 +63,10 @@ pub struct Probe {
 pub struct Sample {
     pub t_s: f64,
     pub rss_kib: u64,
+    /// The node's allocator: bytes in use (`process_heap_in_use_bytes`); 0
+    /// where the node cannot tell (not glibc). Flat while RSS rises means the
+    /// allocator holds freed pages, not that the node keeps more.
+    pub heap_kib: u64,
     pub fds: u64,
     /// Frames received since t = 0, all clients.
     pub frames: u64,
@@ -127,10 +133,19 @@ impl SoakReport {
     /// RSS trend in KiB per minute and the t it was fitted from: the samples
     /// from the steady one, or all of them when fewer than 3 are left.
     pub fn rss_slope(&self) -> (f64, f64) {
+        self.slope_of(|s| s.rss_kib)
+    }
+
+    /// Heap-in-use trend in KiB per minute, fitted like [`Self::rss_slope`].
+    pub fn heap_slope(&self) -> (f64, f64) {
+        self.slope_of(|s| s.heap_kib)
+    }
+
+    fn slope_of(&self, kib: impl Fn(&Sample) -> u64) -> (f64, f64) {
         let from = self.steady().t_s;
         let points = |from: f64| -> Vec<(f64, f64)> {
             let late = self.samples.iter().filter(|s| s.t_s >= from);
-            late.map(|s| (s.t_s / 60.0, s.rss_kib as f64)).collect()
+            late.map(|s| (s.t_s / 60.0, kib(s) as f64)).collect()
         };
         match points(from) {
             late if late.len() >= 3 => (slope(&late), from),
@@ -193,15 +208,16 @@ impl SoakReport {
         );
         let _ = writeln!(
             s,
-            "\n     t s    rss KiB      fds   frames/s   so far/s   p99 ms"
+            "\n     t s    rss KiB   heap KiB      fds   frames/s   so far/s   p99 ms"
         );
         let mut prev = Sample::default();
         for x in &self.samples {
             let _ = writeln!(
                 s,
-                "{:>8.0} {:>10} {:>8} {:>10.0} {:>10.0} {:>8.2}",
+                "{:>8.0} {:>10} {:>10} {:>8} {:>10.0} {:>10.0} {:>8.2}",
                 x.t_s,
                 x.rss_kib,
+                x.heap_kib,
                 x.fds,
                 per_sec(x.frames - prev.frames, x.t_s - prev.t_s),
                 per_sec(x.frames, x.t_s),
@@ -226,6 +242,14 @@ impl SoakReport {
         let _ = writeln!(
             s,
             "rss slope        {slope:+.1} KiB/min (least squares, samples from t = {from:.0} s)"
+        );
+        let _ = writeln!(
+            s,
+            "heap in use KiB  warm {}  steady {}  end {}  slope {:+.1} KiB/min",
+            warm.heap_kib,
+            steady.heap_kib,
+            end.heap_kib,
+            self.heap_slope().0
         );
         let _ = writeln!(
             s,
@@ -264,8 +288,8 @@ impl SoakReport {
             .iter()
             .map(|x| {
                 format!(
-                    "{{\"t_s\":{:.1},\"rss_kib\":{},\"fds\":{},\"frames\":{},\"p99_us\":{}}}",
-                    x.t_s, x.rss_kib, x.fds, x.frames, x.p99_us
+                    "{{\"t_s\":{:.1},\"rss_kib\":{},\"heap_kib\":{},\"fds\":{},\"frames\":{},\"p99_us\":{}}}",
+                    x.t_s, x.rss_kib, x.heap_kib, x.fds, x.frames, x.p99_us
                 )
             })
             .collect();
@@ -274,7 +298,7 @@ impl SoakReport {
 \"connect_s\":{:.3},\"connect_errors\":{},\"votes_sent\":{},\"frames\":{},\"frames_per_sec\":{:.1},\
 \"latency_us\":{{\"count\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},\"clients_closed\":{},\"evicted\":{},\
 \"rss_idle_kib\":{},\"rss_connected_kib\":{},\"rss_warm_kib\":{},\"rss_steady_kib\":{},\"rss_steady_t_s\":{:.1},\"rss_end_kib\":{},\"rss_max_kib\":{},\"rss_after_close_kib\":{},\
-\"rss_slack_kib\":{},\"rss_slope_kib_per_min\":{:.2},\"rss_slope_from_s\":{:.0},\
+\"rss_slack_kib\":{},\"rss_slope_kib_per_min\":{:.2},\"rss_slope_from_s\":{:.0},\"heap_slope_kib_per_min\":{:.2},\
 \"fds_idle\":{},\"fds_connected\":{},\"fds_start\":{},\"fds_end\":{},\"fds_after_close\":{},\"close_s\":{:.2},\
 \"flat_rss\":{},\"fd_leak\":{},\"passed\":{},\"samples\":[{}]}}",
             self.sockets,
@@ -306,6 +330,7 @@ impl SoakReport {
             self.rss_slack_kib(),
             slope,
             from,
+            self.heap_slope().0,
             self.idle.fds,
             self.connected.fds,
             warm.fds,
@@ -376,7 +401,7 @@ broadcasters ≥ 1, sample every ≥ {MIN_SAMPLE_EVERY:?}"
     feed.send_votes(&channels, load.votes_per_sec, load.warmup)
         .await;
     stats.recording.store(true, Ordering::SeqCst);
-    let mut series = Series::start(pid, &stats)?;
+    let mut series = Series::start(pid, node.addr, &stats).await?;
     let votes = async {
         Ok(feed
             .send_votes(&channels, load.votes_per_sec, load.duration)
@@ -385,7 +410,7 @@ broadcasters ≥ 1, sample every ≥ {MIN_SAMPLE_EVERY:?}"
     let sampling = async { Err(series.sample_loop(o.sample_every, load.duration).await) };
     let votes_sent = votes.or(sampling).await?;
     smol::Timer::after(LAST_FRAMES).await;
-    series.sample()?;
+    series.sample().await?;
     stats.recording.store(false, Ordering::SeqCst);
     let evicted = scrape_evicted(node.addr).await;
     let clients_closed = stats.closed.load(Ordering::SeqCst);
@@ -420,6 +445,7 @@ broadcasters ≥ 1, sample every ≥ {MIN_SAMPLE_EVERY:?}"
 /// The time series under way: samples and every latency seen so far.
 struct Series<'a> {
     pid: u32,
+    addr: std::net::SocketAddr,
     stats: &'a ClientStats,
     started: Instant,
     samples: Vec<Sample>,
@@ -428,20 +454,26 @@ struct Series<'a> {
 
 impl<'a> Series<'a> {
     /// Starts the clock and takes the t = 0 (warm) sample.
-    fn start(pid: u32, stats: &'a ClientStats) -> Result<Self, String> {
+    async fn start(
+        pid: u32,
+        addr: std::net::SocketAddr,
+        stats: &'a ClientStats,
+    ) -> Result<Self, String> {
         let mut series = Series {
             pid,
+            addr,
             stats,
             started: Instant::now(),
             samples: Vec::new(),
             latencies: Vec::new(),
         };
-        series.sample()?;
+        series.sample().await?;
         Ok(series)
     }
 
-    fn sample(&mut self) -> Result<(), String> {
+    async fn sample(&mut self) -> Result<(), String> {
         let Probe { rss_kib, fds } = probe(self.pid)?;
+        let heap_kib = scrape_gauge(self.addr, "process_heap_in_use_bytes").await / 1024;
         let mut fresh = std::mem::take(
             &mut *self
                 .stats
@@ -453,6 +485,7 @@ impl<'a> Series<'a> {
         self.samples.push(Sample {
             t_s: self.started.elapsed().as_secs_f64(),
             rss_kib,
+            heap_kib,
             fds,
             frames: self.stats.frames.load(Ordering::SeqCst),
             p99_us: percentile(&fresh, 99.0).unwrap_or(0),
@@ -471,7 +504,7 @@ impl<'a> Series<'a> {
                 return smol::future::pending().await;
             }
             smol::Timer::at(self.started + next).await;
-            if let Err(e) = self.sample() {
+            if let Err(e) = self.sample().await {
                 return e;
             }
         }

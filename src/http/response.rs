@@ -159,7 +159,6 @@ pub enum ApiError {
     Malformed,
     BadWebSocket(&'static str),
     OriginForbidden,
-    OverlayNotFound,
     RateLimited,
     TooManyPerIp,
     TooManyPerBroadcaster,
@@ -200,7 +199,6 @@ impl ApiError {
             ApiError::Malformed => (400, "bad_request", "malformed request"),
             ApiError::BadWebSocket(msg) => (400, "bad_request", msg),
             ApiError::OriginForbidden => (403, "forbidden", "origin not allowed"),
-            ApiError::OverlayNotFound => (404, "not_found", "overlay not found"),
             ApiError::RateLimited => (429, "rate_limited", "too many connection attempts"),
             ApiError::TooManyPerIp => (
                 429,

@@ -20,6 +20,9 @@ pub(super) struct ProcessStats {
     pub(super) cpu_seconds: Option<f64>,
     pub(super) open_fds: Option<u64>,
     pub(super) max_fds: Option<u64>,
+    /// The allocator's bytes in use and free-but-held ([`crate::malloc::heap`]).
+    pub(super) heap_in_use_bytes: Option<u64>,
+    pub(super) heap_free_bytes: Option<u64>,
 }
 
 impl ProcessStats {
@@ -51,6 +54,9 @@ impl ProcessStats {
         s.max_fds = read("/proc/self/limits")
             .as_deref()
             .and_then(parse_limits_max_fds);
+        let heap = crate::malloc::heap();
+        s.heap_in_use_bytes = heap.map(|h| h.in_use);
+        s.heap_free_bytes = heap.map(|h| h.free);
         s
     }
 }
@@ -128,6 +134,16 @@ pub(super) fn render_process(out: &mut String, p: &ProcessStats, start_time: Sys
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
             p.resident_bytes,
+        ),
+        (
+            "process_heap_in_use_bytes",
+            "Bytes the allocator has handed out (glibc mallinfo2).",
+            p.heap_in_use_bytes,
+        ),
+        (
+            "process_heap_free_bytes",
+            "Bytes free inside the allocator's heap, still mapped (glibc mallinfo2).",
+            p.heap_free_bytes,
         ),
     ];
     for (name, help, v) in gauges {

@@ -354,6 +354,8 @@ fn parses_other_proc_files() {
         cpu_seconds: Some(3.25),
         open_fds: Some(12),
         max_fds: Some(1024),
+        heap_in_use_bytes: Some(4096),
+        heap_free_bytes: Some(0),
     };
     let mut out = String::new();
     render_process(
@@ -368,6 +370,8 @@ fn parses_other_proc_files() {
     assert!(!out.contains("process_virtual_memory_bytes"));
     assert!(out.contains("process_open_fds 12\n"));
     assert!(out.contains("process_max_fds 1024\n"));
+    assert!(out.contains("process_heap_in_use_bytes 4096\n"));
+    assert!(out.contains("process_heap_free_bytes 0\n"));
     assert!(out.contains("process_start_time_seconds 1700000000.5\n"));
 
     let mut none = String::new();
@@ -395,6 +399,10 @@ fn reads_live_proc_without_panicking() {
             "process_open_fds",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+        }
+        if cfg!(target_env = "gnu") {
+            assert!(p.heap_in_use_bytes.unwrap() > 0);
+            assert!(text.contains("# TYPE process_heap_in_use_bytes gauge"));
         }
     }
 }

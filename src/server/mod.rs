@@ -35,6 +35,8 @@ const TICK_EVERY: Duration = Duration::from_millis(50);
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Store health is re-checked this often for `/health/ready`.
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// Free heap pages go back to the kernel this often ([`crate::malloc::trim`]).
+const TRIM_EVERY: Duration = Duration::from_secs(60);
 /// Poll interval while waiting for in-flight work at shutdown.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
@@ -496,15 +498,17 @@ async fn flush_once(app: &App) {
     let result = app.state.save_vote_logs(logs).await;
     app.metrics
         .observe_store_flush(result.is_ok(), started.elapsed().as_secs_f64());
-    // Logs that failed stay dirty, so the next round retries (and clears the fault).
-    if let Err(e) = &result {
-        log::error!("flushing vote logs failed: {e}");
+    // Logs that failed stay dirty, so the next round retries (and clears the
+    // fault). The log hears of it through `note_write`: once, not every second.
+    if result.is_err() {
         app.hub.mark_dirty(&logins);
     }
     app.note_write("state", result.map_err(|e| e.to_string()));
 }
 
+/// Store health every `HEALTH_EVERY`; the allocator's trim every `TRIM_EVERY`.
 async fn health_loop(app: Arc<App>) {
+    let mut trimmed = Instant::now();
     loop {
         let sqlite = app.db.ping().await.map_err(|e| ("sqlite", e.to_string()));
         let state = app.state.ping().await.map_err(|e| ("state", e.to_string()));
@@ -513,6 +517,11 @@ async fn health_loop(app: Arc<App>) {
         if app.write_failed("sqlite") {
             let probe = app.db.probe_write().await.map_err(|e| e.to_string());
             app.note_write("sqlite", probe);
+        }
+        if trimmed.elapsed() >= TRIM_EVERY {
+            // Off the executor thread: it holds the allocator's lock for milliseconds.
+            smol::unblock(crate::malloc::trim).await;
+            trimmed = Instant::now();
         }
         Timer::after(HEALTH_EVERY).await;
     }
