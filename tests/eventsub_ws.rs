@@ -11,7 +11,9 @@ use chatpulse::chat::eventsub_ws::{Limits, eventsub_ws_loop_with};
 use crate::common::fake_eventsub_ws::{ConnInfo, FakeEventSub};
 use crate::common::fake_helix::{CLIENT_ID, FakeHelix, FakeSub};
 use crate::common::fake_irc::FakeIrc;
-use crate::common::{Frame, Overlay, TEST_TIMEOUT, TestServer, eventually, run};
+use crate::common::{
+    Frame, Overlay, TEST_TIMEOUT, TestServer, eventually, retries_with_backoff, run,
+};
 
 const TOKEN: &str = "readertoken";
 const READER_ID: &str = "2914196";
@@ -367,35 +369,7 @@ fn unreachable_or_untrusted_eventsub_is_retried_with_backoff_and_shown() {
         for (what, url) in [("untrusted", untrusted), ("unresolvable", unresolvable)] {
             let toml = twitch_toml_at("eventsub-ws", &helix, &url, &["streamer"]);
             let srv = TestServer::start_with(&toml, None, None).await;
-            let reconnects = || {
-                let text = srv.metrics();
-                let sample = "chat_source_reconnects_total{source=\"eventsub_ws\"} ";
-                text.lines()
-                    .find_map(|l| l.strip_prefix(sample)?.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            let started = std::time::Instant::now();
-            eventually(&format!("{what}: a second attempt"), WAIT, || {
-                (reconnects() >= 2).then_some(())
-            })
-            .await;
-            let (status, _, body) = crate::common::get(srv.addr, "/health/ready").await;
-            assert_eq!(status, 200, "{what}: {body}");
-            assert!(
-                body.contains("\"chat\":{\"source\":\"eventsub-ws\",\"connected\":false,"),
-                "{what}: {body}"
-            );
-            let mut ov = Overlay::connect(srv.addr, &srv.token("streamer"))
-                .await
-                .unwrap();
-            assert_eq!(ov.frame().await.kind, "snapshot");
-            // Delays of at least 0.5, 1, 2, 4 s (jittered into the upper half of
-            // 1, 2, 4, 8): however fast the machine, few attempts fit in the time.
-            smol::Timer::after(Duration::from_secs(2)).await;
-            let secs = started.elapsed().as_secs_f64();
-            let most = 2.0 + (secs / 0.5).log2().ceil();
-            let n = reconnects();
-            assert!(n as f64 <= most, "{what}: {n} reconnects in {secs:.1} s");
+            let n = retries_with_backoff(&srv, what, "eventsub-ws", "streamer").await;
             if what == "untrusted" {
                 assert!(
                     tls.connections() as u64 <= n + 1,

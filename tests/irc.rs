@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::common::fake_irc::{FakeIrc, Received};
-use crate::common::{Overlay, TEST_TIMEOUT, TestServer, eventually, run};
+use crate::common::{Overlay, TEST_TIMEOUT, TestServer, eventually, retries_with_backoff, run};
 
 /// Twitch's IRC Concepts example (reference §1(e)) with the text set to a vote.
 const DOC_PRIVMSG_YES: &str = "@badge-info=;badges=broadcaster/1;client-nonce=28e05b1c83f1e916ca1710c44b014515;color=#0000FF;display-name=foofoo;emotes=62835:0-10;first-msg=0;flags=;id=f80a19d6-e35a-4273-82d0-cd87f614e767;mod=0;room-id=713936733;subscriber=0;tmi-sent-ts=1642696567751;turbo=0;user-id=713936733;user-type= :foofoo!foofoo@foofoo.tmi.twitch.tv PRIVMSG #bar :yes";
@@ -273,13 +273,6 @@ fn shutdown_cancels_the_source_and_closes_the_connection() {
     });
 }
 
-/// `chat_source_reconnects_total{source="irc"}` now.
-fn reconnects(srv: &TestServer) -> u64 {
-    metric_line(srv, "chat_source_reconnects_total{source=\"irc\"}")
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Twitch unreachable — its name does not resolve, or its certificate is not
 /// one we trust: the source retries on a doubling delay (never a busy loop),
 /// readiness stays 200 and shows the source down, overlays keep being served.
@@ -300,28 +293,7 @@ fn unreachable_or_untrusted_twitch_is_retried_with_backoff_and_shown() {
         );
         for (what, toml) in [("untrusted", untrusted), ("unresolvable", unresolvable)] {
             let srv = TestServer::start_with(&toml, None, None).await;
-            let started = std::time::Instant::now();
-            eventually(
-                &format!("{what}: a second attempt"),
-                Duration::from_secs(30),
-                || (reconnects(&srv) >= 2).then_some(()),
-            )
-            .await;
-            let (status, _, body) = crate::common::get(srv.addr, "/health/ready").await;
-            assert_eq!(status, 200, "{what}: {body}");
-            assert!(
-                body.contains("\"chat\":{\"source\":\"irc\",\"connected\":false,"),
-                "{what}: {body}"
-            );
-            let mut ov = Overlay::connect(srv.addr, &srv.token("bar")).await.unwrap();
-            assert_eq!(ov.frame().await.kind, "snapshot");
-            // Delays of at least 0.5, 1, 2, 4 s (jittered into the upper half of
-            // 1, 2, 4, 8): however fast the machine, few attempts fit in the time.
-            smol::Timer::after(Duration::from_secs(2)).await;
-            let secs = started.elapsed().as_secs_f64();
-            let most = 2.0 + (secs / 0.5).log2().ceil();
-            let n = reconnects(&srv);
-            assert!(n as f64 <= most, "{what}: {n} reconnects in {secs:.1} s");
+            let n = retries_with_backoff(&srv, what, "irc", "bar").await;
             if what == "untrusted" {
                 assert!(
                     irc.connections() as u64 <= n + 1,

@@ -44,6 +44,45 @@ pub async fn with_timeout<T>(limit: Duration, fut: impl Future<Output = T>) -> T
     .await
 }
 
+/// A chat source that cannot reach Twitch (`what` says why): it tries again
+/// (a second attempt within 30 s), readiness stays 200 and shows `source`
+/// (config spelling) down, an overlay of `login` is served, and the attempts
+/// back off — delays of at least 0.5, 1, 2, 4 s (jittered into the upper half
+/// of 1, 2, 4, 8), so however fast the machine, few attempts fit in the time.
+/// Returns the attempts counted (`chat_source_reconnects_total`).
+pub async fn retries_with_backoff(srv: &TestServer, what: &str, source: &str, login: &str) -> u64 {
+    let sample = format!(
+        "chat_source_reconnects_total{{source=\"{}\"}} ",
+        source.replace('-', "_")
+    );
+    let reconnects = || {
+        let text = srv.metrics();
+        let n = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&sample)?.parse().ok());
+        n.unwrap_or(0u64)
+    };
+    let started = Instant::now();
+    eventually(
+        &format!("{what}: a second attempt"),
+        Duration::from_secs(30),
+        || (reconnects() >= 2).then_some(()),
+    )
+    .await;
+    let (status, _, body) = get(srv.addr, "/health/ready").await;
+    assert_eq!(status, 200, "{what}: {body}");
+    let down = format!("\"chat\":{{\"source\":\"{source}\",\"connected\":false,");
+    assert!(body.contains(&down), "{what}: {body}");
+    let mut ov = Overlay::connect(srv.addr, &srv.token(login)).await.unwrap();
+    assert_eq!(ov.frame().await.kind, "snapshot");
+    smol::Timer::after(Duration::from_secs(2)).await;
+    let secs = started.elapsed().as_secs_f64();
+    let most = 2.0 + (secs / 0.5).log2().ceil();
+    let n = reconnects();
+    assert!(n as f64 <= most, "{what}: {n} reconnects in {secs:.1} s");
+    n
+}
+
 /// Polls `check` every 20 ms until it returns Some, or panics at the deadline.
 pub async fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
