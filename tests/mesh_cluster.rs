@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chatpulse::metrics::VoteResult;
 
-use crate::common::{ONE_CHANNEL, Overlay, TEST_TIMEOUT, TestServer, eventually, run};
+use crate::common::{ONE_CHANNEL, Overlay, TEST_TIMEOUT, TestServer, eventually, run, sample};
 
 const SECRET: &str = "cluster-test-secret-0123456789";
 /// Generous: the machine is shared and SWIM works in whole probe periods.
@@ -64,7 +64,7 @@ fn votes_on_any_node_show_once_on_every_overlay() {
             nodes
                 .iter()
                 .map(|n| {
-                    metric(
+                    sample(
                         &n.metrics(),
                         &format!("vote_processing_total{{result=\"{label}\"}}"),
                     )
@@ -84,9 +84,9 @@ fn votes_on_any_node_show_once_on_every_overlay() {
                 .iter()
                 .all(|n| {
                     let m = n.metrics();
-                    metric(&m, "mesh_members{state=\"alive\"}") == 3
+                    sample(&m, "mesh_members{state=\"alive\"}") == 3
                         && (n.mesh().node() == owner
-                            || metric(&m, "mesh_convergence_seconds_count") > 0)
+                            || sample(&m, "mesh_convergence_seconds_count") > 0)
                 })
                 .then_some(())
         })
@@ -156,7 +156,7 @@ fn a_node_without_the_secret_cannot_join_and_changes_nothing() {
 
         // The stranger dials A, cannot verify A's challenge and gives up.
         eventually("the stranger refused", CONVERGE, || {
-            (metric(&d.metrics(), "mesh_auth_failures_total") > 0).then_some(())
+            (sample(&d.metrics(), "mesh_auth_failures_total") > 0).then_some(())
         })
         .await;
         assert_eq!(a.mesh().live().len(), 1);
@@ -172,13 +172,6 @@ fn a_node_without_the_secret_cannot_join_and_changes_nothing() {
         a.stop().await;
         d.stop().await;
     });
-}
-
-/// The value of one series line `name` (with its labels) in a metrics page.
-fn metric(page: &str, series: &str) -> u64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 #[test]

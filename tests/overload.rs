@@ -14,7 +14,8 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{
-    ONE_CHANNEL, Overlay, TEST_TIMEOUT, TestServer, connect_from, get, read_to_close, run, temp_dir,
+    ONE_CHANNEL, Overlay, TEST_TIMEOUT, TestServer, connect_from, family_sum, get, read_to_close,
+    run, sample, temp_dir,
 };
 
 fn lo(last: u8) -> IpAddr {
@@ -29,13 +30,6 @@ async fn read_until_closed(s: &mut Async<TcpStream>, limit: Duration) -> Option<
         None
     })
     .await
-}
-
-fn metric(srv: &TestServer, series: &str) -> u64 {
-    srv.metrics()
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -85,10 +79,15 @@ fn a_connection_flood_is_capped_per_address_and_overall_and_others_are_served() 
         srv.chat("alice", "u2", "no").await;
         ov.frame_where("the second vote", |f| f.total_votes == 2)
             .await;
-        assert!(metric(&srv, "http_connections_refused_total{reason=\"ip_limit\"}") >= 5);
         assert!(
-            metric(
-                &srv,
+            sample(
+                &srv.metrics(),
+                "http_connections_refused_total{reason=\"ip_limit\"}"
+            ) >= 5
+        );
+        assert!(
+            sample(
+                &srv.metrics(),
                 "http_connections_refused_total{reason=\"global_limit\"}"
             ) >= 1
         );
@@ -147,7 +146,12 @@ fn slowloris_heads_are_cut_at_the_deadline_however_slowly_they_trickle() {
             smol::Timer::after(Duration::from_millis(100)).await;
         }
         assert!(cut.iter().all(|c| *c), "every trickling head was cut");
-        assert!(metric(&srv, "http_bad_requests_total{reason=\"head_timeout\"}") >= 6);
+        assert!(
+            sample(
+                &srv.metrics(),
+                "http_bad_requests_total{reason=\"head_timeout\"}"
+            ) >= 6
+        );
         srv.stop().await;
     });
 }
@@ -241,23 +245,11 @@ fn thousands_of_flooding_sockets_leave_memory_and_descriptors_where_they_were() 
     });
 }
 
-/// The sum of every sample of the family `name` on the node's `/metrics`.
-async fn scraped(addr: SocketAddr, name: &str) -> u64 {
-    let (_, _, page) = get(addr, "/metrics").await;
-    page.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with([' ', '{']))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// Polls `name` until `done` holds or 20 s passed; returns the last value.
 async fn settle(addr: SocketAddr, name: &str, done: impl Fn(u64) -> bool) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let n = scraped(addr, name).await;
+        let n = family_sum(&get(addr, "/metrics").await.2, name);
         if done(n) || Instant::now() > deadline {
             return n;
         }

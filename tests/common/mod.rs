@@ -49,19 +49,20 @@ pub async fn with_timeout<T>(limit: Duration, fut: impl Future<Output = T>) -> T
 /// (config spelling) down, an overlay of `login` is served, and the attempts
 /// back off — delays of at least 0.5, 1, 2, 4 s (jittered into the upper half
 /// of 1, 2, 4, 8), so however fast the machine, few attempts fit in the time.
-/// Returns the attempts counted (`chat_source_reconnects_total`).
-pub async fn retries_with_backoff(srv: &TestServer, what: &str, source: &str, login: &str) -> u64 {
-    let sample = format!(
-        "chat_source_reconnects_total{{source=\"{}\"}} ",
+/// When the attempts reach a listener (`reached`: a certificate the node does
+/// not trust), each is one TLS handshake there, not a burst of them.
+pub async fn retries_with_backoff(
+    srv: &TestServer,
+    what: &str,
+    source: &str,
+    login: &str,
+    reached: Option<&fake_irc::FakeIrc>,
+) {
+    let series = format!(
+        "chat_source_reconnects_total{{source=\"{}\"}}",
         source.replace('-', "_")
     );
-    let reconnects = || {
-        let text = srv.metrics();
-        let n = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&sample)?.parse().ok());
-        n.unwrap_or(0u64)
-    };
+    let reconnects = || sample(&srv.metrics(), &series);
     let started = Instant::now();
     eventually(
         &format!("{what}: a second attempt"),
@@ -80,7 +81,13 @@ pub async fn retries_with_backoff(srv: &TestServer, what: &str, source: &str, lo
     let most = 2.0 + (secs / 0.5).log2().ceil();
     let n = reconnects();
     assert!(n as f64 <= most, "{what}: {n} reconnects in {secs:.1} s");
-    n
+    if let Some(listener) = reached {
+        let handshakes = listener.connections() as u64;
+        assert!(
+            handshakes <= n + 1,
+            "{what}: {handshakes} handshakes, {n} attempts"
+        );
+    }
 }
 
 /// Polls `check` every 20 ms until it returns Some, or panics at the deadline.
@@ -396,6 +403,30 @@ pub fn connect_from(
     bind(&fd, &SocketAddr::new(src, 0))?;
     connect(&fd, &to)?;
     smol::Async::new(std::net::TcpStream::from(fd))
+}
+
+/// The value of one series (`name{labels}` as written) in a `/metrics` page; 0 when absent.
+pub fn sample(page: &str, series: &str) -> u64 {
+    page.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0, |v| v as u64)
+}
+
+/// The sum of every series of the family `name` (all label sets) in a `/metrics` page.
+pub fn family_sum(page: &str, name: &str) -> u64 {
+    page.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
 }
 
 /// Reads until the peer closes (or the read fails); returns what it sent.
